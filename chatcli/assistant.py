@@ -1,0 +1,278 @@
+"""The chain, and what a turn saves.
+
+`ChatPromptTemplate(system, history, human) | ChatOpenAI`, wrapped in `RunnableWithMessageHistory`.
+RunnableWithMessageHistory reads the history through `SessionHistory`; the writes are ours: LangChain
+saves nothing when the stream raises and may save a partial answer shorter than what was shown when the
+reader stops early, so a turn saves exactly the text it yielded, flagged when it is not a whole answer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_to_dict, messages_from_dict
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from pydantic import SecretStr
+
+from chatcli import exporting
+from chatcli.errors import ChatcliError, ModelError
+from chatcli.settings import Settings
+from chatcli.store import SessionStore, Window
+
+DEFAULT_SYSTEM = "You are a helpful assistant."
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 3
+
+
+def approx_tokens(entry: dict[str, Any]) -> int:
+    return len(exporting.text(entry)) // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE
+
+
+def window_size(max_tokens: int) -> int:
+    """How many of the newest messages one turn reads: no message costs fewer than ~8 tokens here."""
+    return max(16, max_tokens // 8)
+
+
+def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
+    """The newest messages that fit in `max_tokens` (approximate), starting on a user message."""
+    kept: list[dict[str, Any]] = []
+    budget = max_tokens
+    for entry in reversed(entries):
+        cost = approx_tokens(entry)
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append(entry)
+    kept.reverse()
+    while kept and exporting.role(kept[0]) != "user":
+        kept.pop(0)
+    return kept
+
+
+class SessionHistory(BaseChatMessageHistory):
+    """A LangChain chat history over a chatcli session: reads a trimmed window, appends in one round trip."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        session_id: str,
+        max_tokens: int,
+        window: Window | None = None,
+        autosave: bool = True,
+    ):
+        self.store = store
+        self.session_id = session_id
+        self.max_tokens = max_tokens
+        self.window = window
+        self.autosave = autosave
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        if self.window is None:
+            self.window = self.store.window(self.session_id, window_size(self.max_tokens))
+        return messages_from_dict(trim(self.window.messages, self.max_tokens))
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        if self.autosave:
+            self.store.append(self.session_id, [message_to_dict(m) for m in messages])
+            self.window = None
+
+    def clear(self) -> None:
+        self.store.delete([self.session_id])
+        self.window = None
+
+
+@dataclass
+class Turn:
+    """One question and its streamed answer. Iterate it for text; afterwards read the outcome."""
+
+    assistant: Assistant
+    session_id: str
+    question: str
+    received: list[str] = field(default_factory=list)
+    status: str = "pending"  # complete | cut_off | interrupted | failed
+    usage: tuple[int, int] | None = None
+    error: ChatcliError | None = None
+    saved: bool = False
+    skipped: int = 0  # stored elements that were not usable messages
+    response_metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.received)
+
+    def __iter__(self) -> Iterator[str]:
+        assistant = self.assistant
+        window = assistant.store.window(self.session_id, window_size(assistant.settings.max_history_tokens))
+        self.skipped = window.skipped
+        system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
+        history = SessionHistory(
+            assistant.store, self.session_id, assistant.settings.max_history_tokens, window, autosave=False
+        )
+        assistant._pending[self.session_id] = history
+        finish_reason: str | None = None
+        try:
+            stream = assistant.chain.stream(
+                {"input": self.question, "system": system},
+                config={"configurable": {"session_id": self.session_id}},
+            )
+            for chunk in stream:
+                meta = getattr(chunk, "response_metadata", None) or {}
+                finish_reason = meta.get("finish_reason") or finish_reason
+                for key in ("model_name", "system_fingerprint"):
+                    if meta.get(key):
+                        self.response_metadata[key] = meta[key]
+                usage = getattr(chunk, "usage_metadata", None)
+                if usage:
+                    self.usage = (int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
+                piece = (
+                    chunk.content
+                    if isinstance(chunk.content, str)
+                    else exporting.text({"data": {"content": chunk.content}})
+                )
+                if piece:
+                    self.received.append(piece)
+                    yield piece
+            self.status = "complete" if finish_reason else "cut_off"
+        except (GeneratorExit, KeyboardInterrupt):
+            self.status = "interrupted"
+            raise
+        except ChatcliError as exc:
+            self.status, self.error = "failed", exc
+        except Exception as exc:
+            self.status, self.error = "failed", model_error(exc, assistant)
+        finally:
+            if finish_reason:
+                self.response_metadata["finish_reason"] = finish_reason
+            self._save()
+        if self.error is not None:
+            raise self.error
+
+    def _save(self) -> None:
+        """Store what was received: nothing when no text arrived, else the question and the answer so far."""
+        if not self.received:
+            return
+        flags = {"complete": {}, "cut_off": {"cut_off": True}, "interrupted": {"interrupted": True}}.get(
+            self.status, {"error": str(self.error) if self.error else True}
+        )
+        metadata = dict(self.response_metadata)
+        if flags:
+            metadata["chatcli"] = flags
+        answer = AIMessage(content=self.text, response_metadata=metadata)
+        if self.usage:
+            answer.usage_metadata = {
+                "input_tokens": self.usage[0],
+                "output_tokens": self.usage[1],
+                "total_tokens": sum(self.usage),
+            }
+        meta = {"model": self.assistant.model}
+        if self.assistant.system:
+            meta["system"] = self.assistant.system
+        incr = {"input_tokens": self.usage[0], "output_tokens": self.usage[1]} if self.usage else None
+        entries = [message_to_dict(HumanMessage(content=self.question)), message_to_dict(answer)]
+        self.assistant.store.append(self.session_id, entries, meta=meta, incr=incr)
+        self.saved = True
+
+
+class Assistant:
+    """Builds the chain once; `turn(session_id, text)` streams one answer and saves it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        system: str | None = None,
+    ):
+        if not settings.api_key and not settings.base_url:
+            raise ModelError(
+                "OPENAI_API_KEY is not set: export it or add it to .env "
+                "(or set OPENAI_BASE_URL to a server that needs no key)"
+            )
+        self.settings = settings
+        self.store = store
+        self.model = model or settings.model
+        self.temperature = temperature
+        self.system = system
+        self._pending: dict[str, SessionHistory] = {}
+        self.chain = self._build_chain()
+
+    def _build_chain(self) -> Any:
+        from langchain_core.runnables.history import RunnableWithMessageHistory
+        from langchain_openai import ChatOpenAI
+
+        prompt = ChatPromptTemplate.from_messages(
+            [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{input}")]
+        )
+        options: dict[str, Any] = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        llm = ChatOpenAI(
+            model=self.model,
+            api_key=SecretStr(self.settings.api_key or "not-needed"),
+            base_url=self.settings.base_url,
+            timeout=self.settings.timeout,
+            max_retries=2,
+            stream_usage=True,
+            **options,
+        )
+        with warnings.catch_warnings():
+            # "RunnableWithMessageHistory is deprecated, use LangGraph persistence": the product asks for it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return RunnableWithMessageHistory(
+                prompt | llm,
+                self._history_for,
+                input_messages_key="input",
+                history_messages_key="history",
+            )
+
+    def _history_for(self, session_id: str) -> SessionHistory:
+        # RunnableWithMessageHistory passes only the session id; the turn already read the window.
+        pending = self._pending.pop(session_id, None)
+        if pending is not None:
+            return pending
+        return SessionHistory(self.store, session_id, self.settings.max_history_tokens, autosave=False)
+
+    def set_model(self, model: str) -> None:
+        self.model = model
+        self.chain = self._build_chain()
+
+    def turn(self, session_id: str, text: str) -> Turn:
+        return Turn(self, session_id, text)
+
+
+def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
+    """One clear line for whatever the OpenAI client raised."""
+    import openai
+
+    where = assistant.settings.base_url or "api.openai.com"
+    if isinstance(exc, openai.AuthenticationError):
+        return ModelError(f"the model API at {where} rejected the API key (HTTP 401): check OPENAI_API_KEY")
+    if isinstance(exc, openai.PermissionDeniedError):
+        return ModelError(f"the model API at {where} denied access (HTTP 403)")
+    if isinstance(exc, openai.NotFoundError):
+        return ModelError(f"the model API at {where} does not know model {assistant.model!r} (HTTP 404)")
+    if isinstance(exc, openai.RateLimitError):
+        return ModelError(f"the model API at {where} is rate limiting (HTTP 429), still after retries; try again later")
+    if isinstance(exc, openai.APIStatusError):
+        detail = _short(getattr(exc, "message", "") or str(exc))
+        return ModelError(f"the model API at {where} failed with HTTP {exc.status_code}: {detail}")
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelError(
+            f"no answer from the model API at {where} within {assistant.settings.timeout:g} s (CHATCLI_TIMEOUT)"
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return ModelError(f"lost or could not open the connection to the model API at {where}: {_short(str(cause))}")
+    return ModelError(f"the model call failed: {type(exc).__name__}: {_short(str(exc))}")
+
+
+def _short(text: str, width: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"

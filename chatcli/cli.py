@@ -1,0 +1,451 @@
+"""The command line: parse, build the context, call the core, map errors to exit codes.
+
+No Redis keys and no LangChain here: `chat` and `ask` import the chain lazily, so every other command
+starts without paying for langchain_core / openai.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from chatcli import __version__, exporting, render
+from chatcli.errors import ChatcliError, ExitCode, ModelError, NotFoundError, StorageError, UsageError
+from chatcli.files import write_atomically
+from chatcli.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    help="chatcli: a terminal chat assistant whose conversations live in Redis.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+history_app = typer.Typer(help="Show and export a session's messages.", no_args_is_help=True)
+sessions_app = typer.Typer(help="List and delete sessions.", no_args_is_help=True)
+server_app = typer.Typer(help="The embedded redis-server chatcli runs when no Redis URL is set.", no_args_is_help=True)
+app.add_typer(history_app, name="history")
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(server_app, name="server")
+
+_state = {"traceback": False}
+
+
+def stdout_console() -> Any:
+    return render.make_console(sys.stdout)
+
+
+def stderr_console() -> Any:
+    return render.make_console(sys.stderr)
+
+
+def handle_errors(fn: F) -> F:
+    """The one place exceptions become a one-line message and an exit code (--traceback re-raises)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ChatcliError as exc:
+            if _state["traceback"]:
+                raise
+            render.print_error(stderr_console(), str(exc))
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            if _state["traceback"]:
+                raise
+            render.print_notice(stderr_console(), "interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            # the reader went away (`chatcli history show x | head`): not an error worth a message
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- shared options ---------------------------------------------------------------------------------
+
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url", help="Redis URL (redis://, rediss://, unix://, redis+cluster://); default: embedded server."
+    ),
+]
+SessionArg = Annotated[str, typer.Argument(help="Session id.", show_default=False)]
+
+
+def settings_for(**flags: Any) -> Settings:
+    return load_settings(flags)
+
+
+def open_store(settings: Settings) -> Any:
+    from chatcli import redis_server
+    from chatcli.store import SessionStore
+
+    conn = redis_server.connect(settings)
+    return SessionStore(conn.client, settings.key_prefix, settings.ttl, conn.where)
+
+
+def checked_id(session_id: str) -> str:
+    from chatcli.store import validate_session_id
+
+    return validate_session_id(session_id)
+
+
+def new_session_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def announce_session(session_id: str, resumed: bool = False) -> None:
+    """Tell the user which session this is: on stdout in a terminal, else on stderr (pipes stay clean)."""
+    message = f"session: {session_id}" + (" (resumed)" if resumed else "")
+    console = stdout_console()
+    render.print_notice(console if console.is_terminal else stderr_console(), message)
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", is_eager=True)] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show Python tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    """A terminal chat assistant. Conversations live in Redis, in LangChain's RedisChatMessageHistory
+    layout, so they survive restarts and can be shared by every machine that reaches the same Redis."""
+    _state["traceback"] = traceback
+    if version:
+        typer.echo(f"chatcli {__version__}")
+        raise typer.Exit(0)
+
+
+# -- chat and ask -----------------------------------------------------------------------------------
+
+
+def _assistant(settings: Settings, store: Any, model: str | None, temperature: float | None, system: str | None) -> Any:
+    from chatcli.assistant import Assistant
+
+    return Assistant(settings, store, model=model, temperature=temperature, system=system)
+
+
+def _check_model_key(settings: Settings) -> None:
+    if not settings.api_key and not settings.base_url:
+        raise ModelError(
+            "OPENAI_API_KEY is not set: export it or add it to .env "
+            "(or set OPENAI_BASE_URL to a server that needs no key)"
+        )
+
+
+Model = Annotated[str | None, typer.Option("--model", "-m", help="Model name (CHATCLI_MODEL).")]
+System = Annotated[str | None, typer.Option("--system", help="System prompt; stored with the session.")]
+Temperature = Annotated[
+    float | None, typer.Option("--temperature", "-t", min=0.0, max=2.0, help="Sampling temperature.")
+]
+BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (OPENAI_BASE_URL).")]
+SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session id; default: a new session.")]
+
+
+@app.command()
+@handle_errors
+def chat(
+    session: SessionOpt = None,
+    continue_: Annotated[
+        bool, typer.Option("--continue", "-c", help="Resume the most recently active session.")
+    ] = False,
+    model: Model = None,
+    system: System = None,
+    temperature: Temperature = None,
+    base_url: BaseUrl = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
+    if session is not None and continue_:
+        raise UsageError("--session and --continue exclude each other")
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    _check_model_key(settings)
+    session_id = checked_id(session) if session is not None else None
+    store = open_store(settings)
+    resumed = False
+    if continue_:
+        session_id = store.most_recent()
+        if session_id is None:
+            raise NotFoundError("no session to continue yet: start one with `chatcli chat`")
+        resumed = True
+    elif session_id is not None:
+        resumed = store.exists(session_id)
+    else:
+        session_id = new_session_id()
+    assistant = _assistant(settings, store, model, temperature, system)
+    if sys.stdin.isatty() or session is None:
+        announce_session(session_id, resumed)
+    if sys.stdin.isatty():
+        from chatcli.repl import ChatRepl
+
+        ChatRepl(settings, store, assistant, session_id, stdout_console(), stderr_console()).run()
+        return
+    _scripted_chat(assistant, session_id)
+
+
+def _scripted_chat(assistant: Any, session_id: str) -> None:
+    from chatcli.conversation import show_turn
+
+    console, err = stdout_console(), stderr_console()
+    failed: ChatcliError | None = None
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        try:
+            show_turn(assistant, session_id, text, console, err)
+        except ModelError as exc:
+            render.print_error(err, str(exc))
+            failed = exc
+    if failed is not None:
+        raise typer.Exit(int(failed.exit_code))
+
+
+@app.command()
+@handle_errors
+def ask(
+    question: Annotated[
+        str | None, typer.Argument(help="The question; stdin (when piped) is appended.", show_default=False)
+    ] = None,
+    session: SessionOpt = None,
+    model: Model = None,
+    system: System = None,
+    temperature: Temperature = None,
+    base_url: BaseUrl = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Ask one question and print the answer (echo text | chatcli ask works too)."""
+    piped = "" if sys.stdin.isatty() else sys.stdin.read()
+    text = "\n\n".join(part for part in (question or "", piped.strip("\n")) if part.strip())
+    if not text:
+        raise UsageError("nothing to ask: give a question, or pipe text on stdin")
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    _check_model_key(settings)
+    session_id = checked_id(session) if session is not None else new_session_id()
+    store = open_store(settings)
+    assistant = _assistant(settings, store, model, temperature, system)
+    if session is None:
+        announce_session(session_id)
+    from chatcli.conversation import show_turn
+
+    show_turn(assistant, session_id, text, stdout_console(), stderr_console())
+
+
+# -- history ----------------------------------------------------------------------------------------
+
+
+def _skipped_notice(count: int) -> None:
+    if count:
+        render.print_notice(stderr_console(), f"(skipped {count} stored entries that are not readable messages)")
+
+
+@history_app.command("show")
+@handle_errors
+def history_show(
+    session_id: SessionArg,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"session", "messages"} as JSON.')] = False,
+    last: Annotated[int | None, typer.Option("--last", "-n", min=1, help="Only the last N messages.")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Show a session's conversation, oldest first."""
+    checked_id(session_id)
+    store = open_store(settings_for(redis_url=redis_url))
+    store.require(session_id)
+    skipped = [0]
+    if last is not None:
+        window = store.window(session_id, last)
+        entries: Any = window.messages
+        skipped[0] = window.skipped
+    else:
+        entries = store.iter_messages(session_id, skipped=skipped)
+    if as_json:
+        exporting.write_json(sys.stdout, session_id, entries)
+    else:
+        render.print_messages(stdout_console(), entries)
+    _skipped_notice(skipped[0])
+
+
+@history_app.command("export")
+@handle_errors
+def history_export(
+    session_id: SessionArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json, jsonl or markdown.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Export a session (oldest first) as json, jsonl or markdown."""
+    if fmt not in exporting.FORMATS:
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(exporting.FORMATS)}")
+    checked_id(session_id)
+    if output is not None and output.exists() and not force:
+        raise UsageError(f"{output} exists: pass --force to replace it")
+    store = open_store(settings_for(redis_url=redis_url))
+    store.require(session_id)
+    skipped = [0]
+    entries = store.iter_messages(session_id, skipped=skipped)
+    writer = exporting.WRITERS[fmt]
+    if output is None:
+        writer(sys.stdout, session_id, entries)
+    else:
+        count = write_atomically(output, lambda out: writer(out, session_id, entries))
+        render.print_notice(stderr_console(), f"wrote {count} messages to {output}")
+    _skipped_notice(skipped[0])
+
+
+# -- sessions ---------------------------------------------------------------------------------------
+
+
+@sessions_app.command("list")
+@handle_errors
+def sessions_list(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"sessions": [...], "next_cursor"} as JSON.')] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Sessions per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page.")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """List sessions, most recently active first."""
+    offset = 0
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise UsageError(f"invalid --cursor {cursor!r}: pass the next_cursor of a previous page")
+        offset = int(cursor)
+    store = open_store(settings_for(redis_url=redis_url))
+    rows, next_offset = store.list_sessions(limit=limit, offset=offset)
+    next_cursor = str(next_offset) if next_offset is not None else None
+    if as_json:
+        payload = {
+            "sessions": [
+                {
+                    "id": r.id,
+                    "messages": r.messages,
+                    "created": render.iso(r.created),
+                    "updated": render.iso(r.updated),
+                    "title": r.title,
+                }
+                for r in rows
+            ],
+            "next_cursor": next_cursor,
+        }
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        return
+    console = stdout_console()
+    if not rows:
+        render.print_notice(console, "no sessions yet: start one with `chatcli chat`")
+        return
+    render.print_sessions(console, rows)
+    if next_cursor is not None:
+        render.print_notice(console, f"more: chatcli sessions list --cursor {next_cursor}")
+
+
+@sessions_app.command("delete")
+@handle_errors
+def sessions_delete(
+    session_ids: Annotated[list[str], typer.Argument(help="Session ids (exact: no patterns).", show_default=False)],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Delete sessions. If any id does not exist, nothing is deleted."""
+    for sid in session_ids:
+        checked_id(sid)
+    store = open_store(settings_for(redis_url=redis_url))
+    missing = [sid for sid in session_ids if not store.exists(sid)]
+    if missing:
+        raise NotFoundError("no session named " + ", ".join(repr(m) for m in missing) + "; nothing deleted")
+    store.delete(session_ids)
+    render.print_notice(stderr_console(), f"deleted {len(session_ids)} session{'s' if len(session_ids) != 1 else ''}")
+
+
+@sessions_app.command("clear")
+@handle_errors
+def sessions_clear(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Delete every session in chatcli's index (other keys in Redis are left alone)."""
+    store = open_store(settings_for(redis_url=redis_url))
+    count = store.session_count()
+    if count == 0:
+        render.print_notice(stderr_console(), "no sessions to delete")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"would delete {count} sessions: pass --yes to confirm (stdin is not a terminal)")
+        if not typer.confirm(f"Delete all {count} sessions?", default=False, err=True):
+            render.print_notice(stderr_console(), "nothing deleted")
+            raise typer.Exit(int(ExitCode.ERROR))
+    deleted = store.clear()
+    render.print_notice(stderr_console(), f"deleted {deleted} session{'s' if deleted != 1 else ''}")
+
+
+# -- the embedded server ----------------------------------------------------------------------------
+
+
+@server_app.command("status")
+@handle_errors
+def server_status() -> None:
+    """Whether chatcli's embedded redis-server runs, and where."""
+    from chatcli import redis_server
+
+    settings = load_settings()
+    status = redis_server.embedded_status(settings.home)
+    console = stdout_console()
+    if settings.redis_url:
+        from chatcli.settings import redact_url
+
+        render.print_notice(
+            console, f"CHATCLI_REDIS_URL is set ({redact_url(settings.redis_url)}): the embedded server is not used"
+        )
+    lines = [
+        f"embedded server: {'running' if status.running else 'stopped'}",
+        f"socket:          {status.socket}",
+        f"data:            {status.data_dir}",
+        f"binary:          {status.binary or 'none found (install redis-server)'}",
+    ]
+    if status.running:
+        lines += [
+            f"pid:             {status.pid}",
+            f"version:         {status.version}",
+            f"keys:            {status.keys}",
+        ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not status.running:
+        raise typer.Exit(int(ExitCode.ERROR) if status.binary is None else 0)
+
+
+@server_app.command("stop")
+@handle_errors
+def server_stop() -> None:
+    """Stop the embedded redis-server (its data stays on disk; the next command starts it again)."""
+    from chatcli import redis_server
+
+    settings = load_settings()
+    if redis_server.stop_embedded(settings.home):
+        render.print_notice(stderr_console(), "embedded server stopped")
+    else:
+        render.print_notice(stderr_console(), "embedded server was not running")
+
+
+def main() -> None:
+    try:
+        app()
+    except StorageError as exc:  # pragma: no cover - raised outside a command
+        render.print_error(stderr_console(), str(exc))
+        sys.exit(int(exc.exit_code))

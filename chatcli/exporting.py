@@ -1,0 +1,123 @@
+"""Stored messages <-> json / jsonl / markdown. Pure functions over LangChain's message dicts.
+
+A stored message is `message_to_dict(m)`: `{"type": "human"|"ai"|..., "data": {"content": ..., ...}}`.
+Nothing here imports LangChain: the non-chat commands read and write these dicts directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+# The types LangChain's messages_from_dict() understands.
+KNOWN_TYPES = frozenset(
+    {
+        "human",
+        "ai",
+        "system",
+        "chat",
+        "function",
+        "tool",
+        "HumanMessageChunk",
+        "AIMessageChunk",
+        "SystemMessageChunk",
+        "ChatMessageChunk",
+        "FunctionMessageChunk",
+        "ToolMessageChunk",
+    }
+)
+
+ROLE_NAMES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "function"}
+
+FORMATS = ("json", "jsonl", "markdown")
+
+
+def parse_entry(raw: bytes | str) -> dict[str, Any] | None:
+    """One list element as a message dict, or None when it is not one chatcli can use."""
+    try:
+        entry = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(entry, dict) or entry.get("type") not in KNOWN_TYPES:
+        return None
+    data = entry.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("content", ""), (str, list)):
+        return None
+    return entry
+
+
+def encode_entry(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, ensure_ascii=False)
+
+
+def role(entry: dict[str, Any]) -> str:
+    kind = str(entry.get("type", "")).replace("MessageChunk", "").lower()
+    if kind == "chat":
+        return str(entry.get("data", {}).get("role") or "chat")
+    return ROLE_NAMES.get(kind, kind)
+
+
+def text(entry: dict[str, Any]) -> str:
+    """The text of a message; list contents (multimodal) keep their text parts."""
+    content = entry.get("data", {}).get("content", "")
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, dict) and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+    return "".join(parts)
+
+
+def flags(entry: dict[str, Any]) -> dict[str, Any]:
+    """chatcli's own flags on a message (interrupted, cut_off, error), kept in response_metadata."""
+    meta = entry.get("data", {}).get("response_metadata") or {}
+    found = meta.get("chatcli") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def title_from(entry: dict[str, Any] | None, width: int = 60) -> str:
+    if entry is None or role(entry) != "user":
+        return ""
+    line = " ".join(text(entry).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def write_json(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> int:
+    """`{"session": ID, "messages": [...]}`, written message by message (constant memory)."""
+    out.write('{"session": ' + json.dumps(session_id, ensure_ascii=False) + ', "messages": [')
+    count = 0
+    for entry in entries:
+        out.write(("\n  " if count == 0 else ",\n  ") + encode_entry(entry))
+        count += 1
+    out.write("\n]}\n" if count else "]}\n")
+    return count
+
+
+def write_jsonl(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    for entry in entries:
+        out.write(encode_entry(entry) + "\n")
+        count += 1
+    return count
+
+
+def markdown_blocks(session_id: str, entries: Iterable[dict[str, Any]]) -> Iterator[str]:
+    yield f"# Session {session_id}\n"
+    for entry in entries:
+        note = ", ".join(k.replace("_", " ") for k, v in flags(entry).items() if v)
+        heading = f"## {role(entry)}" + (f" ({note})" if note else "")
+        yield f"\n{heading}\n\n{text(entry)}\n"
+
+
+def write_markdown(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> int:
+    count = -1
+    for count, block in enumerate(markdown_blocks(session_id, entries)):  # noqa: B007
+        out.write(block)
+    return count
+
+
+WRITERS = {"json": write_json, "jsonl": write_jsonl, "markdown": write_markdown}

@@ -1,0 +1,29 @@
+"""Files chatcli writes: atomically, so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chatcli.errors import NotFoundError
+
+
+def write_atomically(path: Path, write: Callable[[Any], int]) -> int:
+    """Write to a temporary file beside `path`, then rename it over: readers never see half a file."""
+    directory = path.resolve().parent
+    if not directory.is_dir():
+        raise NotFoundError(f"no such directory: {directory}")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            count = write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

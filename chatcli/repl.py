@@ -1,0 +1,265 @@
+"""The interactive loop: prompt-toolkit input, slash commands, Ctrl-C at the prompt.
+
+The loop takes callables (read a line, send a message, run a command) so it can be driven without a
+terminal; `make_reader` builds the prompt-toolkit one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXIT = object()  # returned by a command to end the loop
+
+
+@dataclass
+class Command:
+    name: str
+    args: str  # usage of the arguments, for /help
+    help: str
+    run: Callable[[str], Any]
+
+
+def make_reader(
+    history_file: Path, prompt: Callable[[], str], command_names: Callable[[], list[str]]
+) -> Callable[[], str]:
+    """A prompt-toolkit line reader: persistent input history, Ctrl-R search, suggestions from history,
+    Esc+Enter for a newline (pasted text keeps its newlines), Tab completion of slash commands."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.completion import Completer, Completion
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    history_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not history_file.exists():
+        os.close(os.open(history_file, os.O_WRONLY | os.O_CREAT, 0o600))
+
+    class SlashCompleter(Completer):
+        def get_completions(self, document: Any, complete_event: Any) -> Any:
+            text = document.text_before_cursor
+            if text.startswith("/") and " " not in text:
+                for name in command_names():
+                    if name.startswith(text[1:]):
+                        yield Completion("/" + name, start_position=-len(text))
+
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    @bindings.add("c-c")
+    def _interrupt(event: Any) -> None:
+        if event.current_buffer.text:
+            event.current_buffer.reset()
+        else:
+            event.app.exit(exception=KeyboardInterrupt())
+
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(str(history_file)),
+        auto_suggest=AutoSuggestFromHistory(),
+        completer=SlashCompleter(),
+        complete_while_typing=False,
+        key_bindings=bindings,
+        enable_history_search=False,
+    )
+
+    def read() -> str:
+        return session.prompt(prompt)
+
+    return read
+
+
+def run_loop(
+    read: Callable[[], str],
+    send: Callable[[str], None],
+    commands: dict[str, Command],
+    say: Callable[[str], None],
+) -> None:
+    """Read lines until /exit, Ctrl-D, or Ctrl-C twice at an empty prompt. One bad turn never ends it."""
+    interrupted = False
+    while True:
+        try:
+            line = read()
+        except EOFError:
+            return
+        except KeyboardInterrupt:
+            if interrupted:
+                return
+            interrupted = True
+            say("(press Ctrl-C again or Ctrl-D to exit)")
+            continue
+        interrupted = False
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/") and not text.startswith("//"):
+            name, _, arg = text[1:].partition(" ")
+            command = commands.get(name)
+            if command is None:
+                known = [n for n in commands if n.startswith(name[:2])] or list(commands)
+                say(f"unknown command /{name}; try " + ", ".join("/" + n for n in known[:6]) + " or /help")
+                continue
+            if command.run(arg.strip()) is EXIT:
+                return
+            continue
+        if text.startswith("//"):
+            line = line.replace("//", "/", 1)  # "//path" sends a message that starts with "/"
+        send(line)
+
+
+class ChatRepl:
+    """`chatcli chat` in a terminal: the loop above wired to a session, its store and the assistant."""
+
+    def __init__(self, settings: Any, store: Any, assistant: Any, session_id: str, console: Any, err: Any):
+        self.settings = settings
+        self.store = store
+        self.assistant = assistant
+        self.session_id = session_id
+        self.console = console
+        self.err = err
+        self.commands = {
+            c.name: c
+            for c in [
+                Command("help", "", "list the commands", self.cmd_help),
+                Command("exit", "", "leave (Ctrl-D does too)", lambda _a: EXIT),
+                Command("history", "[N]", "show the last N messages (default 10)", self.cmd_history),
+                Command("clear", "", "delete every message of this session (asks first)", self.cmd_clear),
+                Command("undo", "", "remove the last question and its answer", self.cmd_undo),
+                Command("retry", "", "ask the last question again, replacing its answer", self.cmd_retry),
+                Command("system", "[TEXT]", "show or set this session's system prompt", self.cmd_system),
+                Command("model", "[NAME]", "show or switch the model", self.cmd_model),
+                Command("session", "[ID]", "show the session id, or switch to another session", self.cmd_session),
+                Command("export", "FILE", "write this session to FILE (.md, .jsonl, else json)", self.cmd_export),
+                Command("tokens", "", "token usage of this session", self.cmd_tokens),
+            ]
+        }
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> None:
+        from chatcli import render
+
+        read = make_reader(
+            self.settings.home / "input_history",
+            lambda: f"{render.sanitize(self.session_id)}> ",
+            lambda: sorted(self.commands),
+        )
+        render.print_notice(self.err, "type /help for commands, Ctrl-D to leave")
+        run_loop(read, self.send, self.commands, self.say)
+
+    def say(self, message: str) -> None:
+        from chatcli import render
+
+        render.print_notice(self.err, message)
+
+    def send(self, text: str) -> Any:
+        from chatcli import render
+        from chatcli.conversation import show_turn
+        from chatcli.errors import ChatcliError
+
+        try:
+            return show_turn(self.assistant, self.session_id, text, self.console, self.err)
+        except ChatcliError as exc:  # one bad turn never ends the REPL
+            render.print_error(self.err, str(exc))
+            return None
+
+    # -- commands ------------------------------------------------------------------------------------
+    def cmd_help(self, _arg: str) -> None:
+        for c in self.commands.values():
+            self.say(f"/{c.name} {c.args}".ljust(18) + c.help)
+        self.say("Esc+Enter inserts a newline; Ctrl-R searches input history; Ctrl-C stops an answer")
+
+    def cmd_history(self, arg: str) -> None:
+        from chatcli import render
+
+        count = int(arg) if arg.isdigit() and int(arg) > 0 else 10
+        window = self.store.window(self.session_id, count)
+        if not window.messages:
+            self.say("(no messages yet)")
+        render.print_messages(self.console, window.messages)
+
+    def _confirm(self, question: str) -> bool:
+        from prompt_toolkit import prompt
+
+        try:
+            return prompt(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        except (EOFError, KeyboardInterrupt):
+            return False
+
+    def cmd_clear(self, _arg: str) -> None:
+        count = self.store.count(self.session_id)
+        if not count:
+            self.say("(this session has no messages)")
+        elif self._confirm(f"Delete all {count} messages of {self.session_id}?"):
+            self.store.clear_messages(self.session_id)
+            self.say(f"deleted {count} messages")
+        else:
+            self.say("nothing deleted")
+
+    def cmd_undo(self, _arg: str) -> None:
+        removed = self.store.pop_exchange(self.session_id)
+        self.say("removed the last question and answer" if removed else "(nothing to undo)")
+
+    def cmd_retry(self, _arg: str) -> None:
+        from chatcli import exporting
+
+        removed = self.store.pop_exchange(self.session_id)
+        if not removed:
+            self.say("(nothing to retry)")
+            return
+        turn = self.send(exporting.text(removed[0]))
+        if turn is None or not turn.saved:
+            self.store.append(self.session_id, removed)  # the new answer failed: keep the old one
+            self.say("(the previous answer was kept)")
+
+    def cmd_system(self, arg: str) -> None:
+        if not arg:
+            current = self.assistant.system or self.store.get_meta(self.session_id).get("system")
+            self.say(f"system prompt: {current}" if current else "(default system prompt)")
+            return
+        self.assistant.system = arg
+        self.store.set_meta(self.session_id, system=arg)
+        self.say("system prompt set for this session")
+
+    def cmd_model(self, arg: str) -> None:
+        if arg:
+            self.assistant.set_model(arg)
+        self.say(f"model: {self.assistant.model}")
+
+    def cmd_session(self, arg: str) -> None:
+        if arg:
+            from chatcli.errors import UsageError
+            from chatcli.store import validate_session_id
+
+            try:
+                validate_session_id(arg)
+            except UsageError as exc:
+                self.say(str(exc))
+                return
+            self.session_id = arg
+            self.assistant.system = None
+        self.say(f"session: {self.session_id} ({self.store.count(self.session_id)} messages)")
+
+    def cmd_export(self, arg: str) -> None:
+        from chatcli import exporting
+        from chatcli.files import write_atomically
+
+        if not arg:
+            self.say("usage: /export FILE")
+            return
+        path = Path(arg).expanduser()
+        fmt = "markdown" if path.suffix in (".md", ".markdown") else "jsonl" if path.suffix == ".jsonl" else "json"
+        if path.exists():
+            self.say(f"{path} exists; choose another name")
+            return
+        entries = self.store.iter_messages(self.session_id)
+        count = write_atomically(path, lambda out: exporting.WRITERS[fmt](out, self.session_id, entries))
+        self.say(f"wrote {count} messages to {path} ({fmt})")
+
+    def cmd_tokens(self, _arg: str) -> None:
+        meta = self.store.get_meta(self.session_id)
+        self.say(f"tokens this session: {meta.get('input_tokens', 0)} in, {meta.get('output_tokens', 0)} out")

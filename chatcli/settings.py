@@ -1,0 +1,193 @@
+"""One frozen Settings object, resolved as: flags > environment > .env > config.toml > defaults.
+
+Every resolved value remembers where it came from (for `chatcli doctor` and for error messages).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from chatcli.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_PREFIX = "message_store:"
+DEFAULT_MAX_HISTORY_TOKENS = 8000
+DEFAULT_TIMEOUT = 60.0
+
+# setting name -> (environment variables read, in order; key in config.toml)
+_SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
+    "api_key": (("OPENAI_API_KEY",), "openai_api_key"),
+    "base_url": (("OPENAI_BASE_URL",), "openai_base_url"),
+    "model": (("CHATCLI_MODEL",), "model"),
+    "redis_url": (("CHATCLI_REDIS_URL", "REDIS_URL"), "redis_url"),
+    "key_prefix": (("CHATCLI_KEY_PREFIX",), "key_prefix"),
+    "max_history_tokens": (("CHATCLI_MAX_HISTORY_TOKENS",), "max_history_tokens"),
+    "timeout": (("CHATCLI_TIMEOUT",), "timeout"),
+    "ttl": (("CHATCLI_TTL",), "ttl"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    api_key: str | None = None
+    base_url: str | None = None
+    model: str = DEFAULT_MODEL
+    redis_url: str | None = None
+    key_prefix: str = DEFAULT_PREFIX
+    max_history_tokens: int = DEFAULT_MAX_HISTORY_TOKENS
+    timeout: float = DEFAULT_TIMEOUT
+    ttl: int | None = None
+    # setting name -> "flag" | "env:NAME" | ".env:NAME" | "config.toml" | "default"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.toml"
+
+
+def default_home() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("chatcli", appauthor=False)
+
+
+def _positive_int(name: str, raw: Any) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise UsageError(f"{name} must be a whole number, got {str(raw)!r}") from None
+    if value <= 0:
+        raise UsageError(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+def _positive_float(name: str, raw: Any) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds, got {str(raw)!r}") from None
+    if not value > 0:
+        raise UsageError(f"{name} must be greater than 0, got {raw}")
+    return value
+
+
+def _text(name: str, raw: Any) -> str:
+    value = str(raw).strip()
+    if not value:
+        raise UsageError(f"{name} is set but empty")
+    return value
+
+
+_CONVERT: dict[str, Callable[[str, Any], Any]] = {
+    "api_key": _text,
+    "base_url": _text,
+    "model": _text,
+    "redis_url": _text,
+    "key_prefix": lambda _n, raw: str(raw),
+    "max_history_tokens": _positive_int,
+    "timeout": _positive_float,
+    "ttl": _positive_int,
+}
+
+
+def _read_dotenv(cwd: Path) -> dict[str, str]:
+    path = cwd / ".env"
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Resolve every setting. `flags` holds command-line values (None = not given)."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if environ is None else environ
+    dotenv = _read_dotenv(cwd or Path.cwd())
+
+    home_raw = env.get("CHATCLI_HOME") or dotenv.get("CHATCLI_HOME")
+    home = Path(home_raw).expanduser() if home_raw else default_home()
+    config = _read_config(home / "config.toml")
+    unknown = sorted(set(config) - {key for _, key in _SOURCES.values()})
+    if unknown:
+        raise UsageError(f"{home / 'config.toml'}: unknown setting(s): {', '.join(unknown)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {"home": "env:CHATCLI_HOME" if home_raw else "default"}
+    for name, (env_names, config_key) in _SOURCES.items():
+        label = env_names[0]
+        raw: Any = None
+        if name in flags:
+            raw, where = flags[name], "flag"
+        else:
+            where = "default"
+            for var in env_names:
+                if env.get(var):
+                    raw, where, label = env[var], f"env:{var}", var
+                    break
+            else:
+                for var in env_names:
+                    if dotenv.get(var):
+                        raw, where, label = dotenv[var], f".env:{var}", var
+                        break
+                else:
+                    if config_key in config:
+                        raw, where, label = config[config_key], "config.toml", config_key
+        if raw is None:
+            sources[name] = "default"
+            continue
+        values[name] = _CONVERT[name](label, raw)
+        sources[name] = where
+    return Settings(home=home, sources=sources, **values)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by '***' (user names are kept)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" if user else f":***@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def mask_secret(value: str | None) -> str:
+    if not value:
+        return "(not set)"
+    if len(value) <= 8:
+        return "***"
+    return f"{value[:3]}…{value[-4:]}"

@@ -1,0 +1,299 @@
+"""SessionStore: the only module that names a Redis key.
+
+Layout (compatible with langchain_community's RedisChatMessageHistory):
+  <prefix><id>                      list, newest first (LPUSH), each element json.dumps(message_to_dict(m))
+  chatcli:meta:{<prefix><id>}       hash: created, updated, title, system, model, input_tokens, output_tokens
+  chatcli:index:{<prefix>}          sorted set of session ids scored by last activity (epoch seconds)
+The braces are Redis Cluster hash tags: a session's list and metadata share one slot.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+
+from chatcli import exporting
+from chatcli.errors import NotFoundError, StorageError, UsageError
+
+MAX_ID_LENGTH = 256
+_POP_IF_UNCHANGED = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] and redis.call('LINDEX', KEYS[1], 1) == ARGV[2] then
+  redis.call('LTRIM', KEYS[1], 2, -1)
+  return 1
+end
+return 0
+"""
+T = TypeVar("T")
+
+
+def validate_session_id(session_id: str) -> str:
+    """Session ids: 1-256 characters, no braces, no control characters, no edge white space.
+
+    Every other character is literal (glob characters included): ids are never used as patterns.
+    """
+    if not session_id:
+        raise UsageError("session id is empty")
+    if len(session_id) > MAX_ID_LENGTH:
+        raise UsageError(f"session id is {len(session_id)} characters long; the limit is {MAX_ID_LENGTH}")
+    for ch in session_id:
+        if ch in "{}":
+            raise UsageError("session id may not contain '{' or '}'")
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            raise UsageError(f"session id may not contain control characters (found {ch!r})")
+    if session_id != session_id.strip():
+        raise UsageError("session id may not start or end with white space")
+    return session_id
+
+
+@dataclass
+class Window:
+    """The newest messages of a session (oldest first) and its metadata, read in one round trip."""
+
+    messages: list[dict[str, Any]]
+    meta: dict[str, str]
+    skipped: int = 0
+
+
+@dataclass
+class SessionInfo:
+    id: str
+    messages: int
+    created: float | None
+    updated: float | None
+    title: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class SessionStore:
+    def __init__(self, client: Any, prefix: str = "message_store:", ttl: int | None = None, where: str = "Redis"):
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+        self.where = where  # for error messages, already redacted
+
+    # -- keys ------------------------------------------------------------------------------------
+    def list_key(self, session_id: str) -> str:
+        return f"{self.prefix}{session_id}"
+
+    def meta_key(self, session_id: str) -> str:
+        return f"chatcli:meta:{{{self.prefix}{session_id}}}"
+
+    @property
+    def index_key(self) -> str:
+        return f"chatcli:index:{{{self.prefix}}}"
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _run(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except redis.AuthenticationError:
+            raise StorageError(f"Redis at {self.where} refused the credentials") from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise StorageError(f"lost the connection to Redis at {self.where}: {exc}") from None
+        except redis.ResponseError as exc:
+            raise StorageError(f"Redis at {self.where} answered with an error: {exc}") from None
+
+    def ping(self) -> None:
+        self._run(self.client.ping)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def window(self, session_id: str, size: int) -> Window:
+        """The newest `size` messages (oldest first) and the metadata: one pipelined round trip."""
+
+        def read() -> Window:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lrange(self.list_key(session_id), 0, size - 1)
+            pipe.hgetall(self.meta_key(session_id))
+            raw_items, raw_meta = pipe.execute()
+            messages, skipped = self._parse(reversed(raw_items))
+            return Window(messages, _decode_hash(raw_meta), skipped)
+
+        return self._run(read)
+
+    @staticmethod
+    def _parse(raw_items: Any) -> tuple[list[dict[str, Any]], int]:
+        messages, skipped = [], 0
+        for raw in raw_items:
+            entry = exporting.parse_entry(raw)
+            if entry is None:
+                skipped += 1
+            else:
+                messages.append(entry)
+        return messages, skipped
+
+    def iter_messages(
+        self, session_id: str, chunk: int = 1000, skipped: list[int] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every message, oldest first, read in chunks from the tail.
+
+        Counting from the tail keeps the indexes stable while other writers LPUSH new turns.
+        Unusable elements are skipped; their count is added to `skipped[0]` when given.
+        """
+        key = self.list_key(session_id)
+        begin = 1
+        while True:
+            first, last = -(begin + chunk - 1), -begin
+            items = self._run(lambda: self.client.lrange(key, first, last))  # noqa: B023
+            messages, bad = self._parse(reversed(items))
+            if skipped is not None:
+                skipped[0] += bad
+            yield from messages
+            if len(items) < chunk:
+                return
+            begin += chunk
+
+    def count(self, session_id: str) -> int:
+        return int(self._run(lambda: self.client.llen(self.list_key(session_id))))
+
+    def exists(self, session_id: str) -> bool:
+        key, meta = self.list_key(session_id), self.meta_key(session_id)
+        pipe_result = self._run(lambda: self._pipe_exec(lambda p: (p.exists(key), p.exists(meta))))
+        return any(pipe_result)
+
+    def require(self, session_id: str) -> None:
+        if not self.exists(session_id):
+            raise NotFoundError(f"no session named {session_id!r}")
+
+    def _pipe_exec(self, build: Callable[[Any], Any]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        build(pipe)
+        return list(pipe.execute())
+
+    def get_meta(self, session_id: str) -> dict[str, str]:
+        return _decode_hash(self._run(lambda: self.client.hgetall(self.meta_key(session_id))))
+
+    # -- writing ---------------------------------------------------------------------------------
+    def append(
+        self,
+        session_id: str,
+        entries: list[dict[str, Any]],
+        meta: dict[str, str] | None = None,
+        incr: dict[str, int] | None = None,
+    ) -> None:
+        """Append messages (oldest first) and update metadata and index: one pipelined round trip."""
+        now = time.time()
+        key, meta_key = self.list_key(session_id), self.meta_key(session_id)
+
+        def build(pipe: Any) -> None:
+            if entries:
+                pipe.lpush(key, *[exporting.encode_entry(e) for e in entries])
+            pipe.hsetnx(meta_key, "created", repr(now))
+            pipe.hset(meta_key, mapping={"updated": repr(now), **(meta or {})})
+            for name, amount in (incr or {}).items():
+                if amount:
+                    pipe.hincrby(meta_key, name, amount)
+            if self.ttl:
+                pipe.expire(key, self.ttl)
+                pipe.expire(meta_key, self.ttl)
+            pipe.zadd(self.index_key, {session_id: now})
+
+        self._run(lambda: self._transaction(build))
+
+    def pop_exchange(self, session_id: str) -> list[dict[str, Any]] | None:
+        """Remove the newest question and its answer (oldest first), if the list ends with such a pair."""
+        key = self.list_key(session_id)
+        raw = self._run(lambda: self.client.lrange(key, 0, 1))
+        if len(raw) < 2:
+            return None
+        answer, question = exporting.parse_entry(raw[0]), exporting.parse_entry(raw[1])
+        if not answer or not question or exporting.role(answer) != "assistant" or exporting.role(question) != "user":
+            return None
+        # remove them only if nobody appended in between (compare-and-trim, atomic on the server)
+        removed = self._run(lambda: self.client.eval(_POP_IF_UNCHANGED, 1, key, raw[0], raw[1]))
+        return [question, answer] if removed else None
+
+    def clear_messages(self, session_id: str) -> None:
+        """Delete a session's messages; its metadata (system prompt, totals) stays."""
+        self._run(lambda: self.client.delete(self.list_key(session_id)))
+        self.set_meta(session_id)
+
+    def set_meta(self, session_id: str, **fields: str) -> None:
+        """Change metadata (system prompt, model, title) and mark the session active."""
+        self.append(session_id, [], meta=fields)
+
+    def _transaction(self, build: Callable[[Any], Any]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=True)
+        build(pipe)
+        return list(pipe.execute())
+
+    # -- sessions --------------------------------------------------------------------------------
+    def session_count(self) -> int:
+        return int(self._run(lambda: self.client.zcard(self.index_key)))
+
+    def most_recent(self) -> str | None:
+        ids = self._run(lambda: self.client.zrevrange(self.index_key, 0, 0))
+        return _s(ids[0]) if ids else None
+
+    def list_sessions(self, limit: int = 50, offset: int = 0) -> tuple[list[SessionInfo], int | None]:
+        """One page of the index, newest activity first, and the offset of the next page (or None)."""
+        ranked = self._run(lambda: self.client.zrevrange(self.index_key, offset, offset + limit, withscores=True))
+        more = len(ranked) > limit
+        ranked = ranked[:limit]
+        ids = [_s(member) for member, _score in ranked]
+
+        def build(pipe: Any) -> None:
+            for sid in ids:
+                pipe.hgetall(self.meta_key(sid))
+                pipe.llen(self.list_key(sid))
+                pipe.lindex(self.list_key(sid), -1)
+
+        results = self._run(lambda: self._pipe_exec(build)) if ids else []
+        rows, stale = [], []
+        for i, (sid, (_member, score)) in enumerate(zip(ids, ranked, strict=True)):
+            raw_meta, length, oldest = results[3 * i : 3 * i + 3]
+            meta = _decode_hash(raw_meta)
+            if not length and not meta:
+                stale.append(sid)  # expired or deleted by another program
+                continue
+            first = exporting.parse_entry(oldest) if oldest is not None else None
+            rows.append(
+                SessionInfo(
+                    id=sid,
+                    messages=int(length),
+                    created=_float(meta.get("created")),
+                    updated=_float(meta.get("updated")) or float(score),
+                    title=meta.get("title") or exporting.title_from(first),
+                    meta=meta,
+                )
+            )
+        if stale:
+            self._run(lambda: self.client.zrem(self.index_key, *stale))
+        return rows, (offset + limit if more else None)
+
+    def delete(self, session_ids: list[str]) -> None:
+        def build(pipe: Any) -> None:
+            for sid in session_ids:
+                pipe.delete(self.list_key(sid), self.meta_key(sid))
+                pipe.zrem(self.index_key, sid)
+
+        self._run(lambda: self._pipe_exec(build))
+
+    def clear(self, batch: int = 500) -> int:
+        """Delete every indexed session (and nothing else). Returns how many were deleted."""
+        deleted = 0
+        while True:
+            ids = [_s(m) for m in self._run(lambda: self.client.zrange(self.index_key, 0, batch - 1))]
+            if not ids:
+                return deleted
+            self.delete(ids)
+            deleted += len(ids)
