@@ -5,7 +5,12 @@ Shared by `ask`, scripted `chat` (stdin not a terminal) and the REPL.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import IO, Any
 
 from rich.console import Console
@@ -18,38 +23,108 @@ def answer_stream(console: Console, out: IO[str] | None = None) -> render.Answer
     return render.MarkdownAnswer(console) if console.is_terminal else render.PlainAnswer(out or sys.stdout)
 
 
+class DeferredInterrupt:
+    """SIGINT while an answer streams: raised at once while waiting for the network, but held back while
+    the screen is being drawn (an interrupted redraw leaves the live region half-cleared) and swallowed
+    once the first one was raised, so the turn can always finish saving what arrived."""
+
+    def __init__(self) -> None:
+        self.critical = False
+        self.pending = False
+        self.raised = False
+
+    def handler(self, _signum: int, _frame: Any) -> None:
+        if self.critical or self.raised:
+            self.pending = True
+            return
+        self.raised = True
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def drawing(self) -> Iterator[None]:
+        self.critical = True
+        try:
+            yield
+        finally:
+            self.critical = False
+        if self.pending and not self.raised:
+            self.raised = True
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def no_echo(stream: IO[str]) -> Iterator[None]:
+    """Keep the terminal from echoing keys while an answer is drawn: an echoed "^C" or a stray key moves
+    the cursor under Rich's live region, which then clears the wrong lines. Ctrl-C still sends SIGINT."""
+    try:
+        import termios
+
+        fd = stream.fileno()
+        if not os.isatty(fd):
+            raise OSError
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError, AttributeError):
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
 def show_turn(assistant: Any, session_id: str, text: str, console: Console, err: Console) -> Any:
-    """Stream one answer to `console`. Ctrl-C stops the answer (what arrived is kept and saved) and
-    returns normally; model errors are raised after the partial answer is shown and saved."""
+    """Stream one answer to `console`. Ctrl-C stops the answer (what arrived is kept, shown and saved)
+    and returns normally; model errors are raised after the partial answer is shown and saved."""
     turn = assistant.turn(session_id, text)
     stream = answer_stream(console)
     status = console.status("", spinner="dots") if console.is_terminal else None
-    if status is not None:
-        status.start()
-    pieces = iter(turn)
-    try:
-        for piece in pieces:
-            if status is not None:
-                status.stop()
-                status = None
-            stream.write(piece)
-    except KeyboardInterrupt:
-        pieces.close()  # the turn saves what it yielded, marked interrupted
-    except ChatcliError:
-        stream.finish()
-        raise
-    finally:
+    interrupts = DeferredInterrupt()
+    with interrupts.installed(), no_echo(sys.stdin):
         if status is not None:
-            status.stop()
-    stream.finish()
+            status.start()
+        pieces = iter(turn)
+        try:
+            for piece in pieces:
+                with interrupts.drawing():
+                    if status is not None:
+                        status.stop()
+                        status = None
+                    stream.write(piece)
+        except KeyboardInterrupt:
+            interrupts.raised = True
+            pieces.close()  # the turn saves what it yielded, marked interrupted
+        except ChatcliError:
+            interrupts.raised = True
+            _finish(status, stream)
+            raise
+        _finish(status, stream)
     if turn.skipped:
         render.print_notice(err, f"(skipped {turn.skipped} stored entries that are not readable messages)")
     if turn.status == "interrupted":
-        render.print_notice(
-            err, "(interrupted: the partial answer was saved)" if turn.saved else "(interrupted: nothing saved)"
-        )
+        saved = "the partial answer was saved" if turn.saved else "nothing saved"
+        render.print_notice(err, f"(interrupted: {saved})")
     elif turn.status == "cut_off":
         render.print_notice(err, "(the answer was cut off: the stream ended without a finish reason)")
     if console.is_terminal:
         render.print_usage(console, turn.usage)
     return turn
+
+
+def _finish(status: Any, stream: render.AnswerStream) -> None:
+    if status is not None:
+        status.stop()
+    stream.finish()

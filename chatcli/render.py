@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
@@ -125,6 +126,7 @@ class PlainAnswer:
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
 MAX_LIVE_LINES = 8
+REFRESH_INTERVAL = 1 / 20  # seconds between redraws of the unfinished tail
 
 
 class MarkdownAnswer:
@@ -140,6 +142,7 @@ class MarkdownAnswer:
         self.fence: tuple[str, str] | None = None  # (marker, language) of an open code fence
         self.live = Live(console=console, auto_refresh=False, transient=True, vertical_overflow="visible")
         self.started = False
+        self.refreshed = 0.0
 
     def write(self, piece: str) -> None:
         if not piece:
@@ -148,8 +151,11 @@ class MarkdownAnswer:
             self.live.start()
             self.started = True
         self.tail += sanitize(piece).replace("\r", "")
-        self._commit()
-        self.live.update(self._markdown(self.tail), refresh=True)
+        committed = self._commit()
+        now = time.monotonic()
+        if committed or now - self.refreshed >= REFRESH_INTERVAL:
+            self.live.update(self._markdown(self.tail), refresh=True)
+            self.refreshed = now
 
     def finish(self) -> None:
         if self.started:
@@ -165,8 +171,9 @@ class MarkdownAnswer:
             text = f"{marker}{lang}\n{text}\n{marker}"
         return Markdown(text)
 
-    def _commit(self) -> None:
-        """Print every finished block at the head of the tail."""
+    def _commit(self) -> bool:
+        """Print every finished block at the head of the tail. True when something was printed."""
+        printed = False
         while "\n" in self.tail:
             lines = self.tail.split("\n")
             complete = lines[:-1]  # the last one is still being written
@@ -193,17 +200,21 @@ class MarkdownAnswer:
             if cut is None and len(complete) > MAX_LIVE_LINES:
                 cut = len(complete)  # a long block: print its finished lines now
             if cut is None:
-                return
+                return printed
             if self.fence is not None and cut < len(complete) and _FENCE.match(complete[cut]):
                 block = "\n".join(lines[:cut])
                 self.tail = "\n".join(lines[cut + 1 :])
-                self._print_block(block)
+                printed = self._print_block(block) or printed
                 self.fence = None
                 continue
             block = "\n".join(lines[:cut])
             self.tail = "\n".join(lines[cut:])
-            self._print_block(block)
+            printed = self._print_block(block) or printed
+        return printed
 
-    def _print_block(self, block: str) -> None:
-        if block.strip():
-            self.console.print(self._markdown(block.rstrip("\n")))
+    def _print_block(self, block: str) -> bool:
+        if not block.strip():
+            return False
+        self.live.update(Text(""), refresh=False)  # the live region is redrawn below what is printed
+        self.console.print(self._markdown(block.rstrip("\n")))
+        return True
