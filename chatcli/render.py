@@ -124,6 +124,26 @@ class PlainAnswer:
         self.out.flush()
 
 
+class Trimmed:
+    """A renderable without the blank lines Rich puts above or below some elements (lists, tables, code
+    padding), so blocks printed one by one are spaced like a whole document: one blank line apart."""
+
+    def __init__(self, renderable: Any):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        from rich.segment import Segment
+
+        lines = console.render_lines(self.renderable, options, pad=False)
+        while lines and not "".join(seg.text for seg in lines[0]).strip():
+            lines.pop(0)
+        while lines and not "".join(seg.text for seg in lines[-1]).strip():
+            lines.pop()
+        for line in lines:
+            yield from line
+            yield Segment.line()
+
+
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
 MAX_LIVE_LINES = 8
 REFRESH_INTERVAL = 1 / 20  # seconds between redraws of the unfinished tail
@@ -143,6 +163,8 @@ class MarkdownAnswer:
         self.live = Live(console=console, auto_refresh=False, transient=True, vertical_overflow="visible")
         self.started = False
         self.refreshed = 0.0
+        self.blocks = 0  # blocks printed so far
+        self.continued = False  # the last block printed was cut short: the next one goes on from it
 
     def write(self, piece: str) -> None:
         if not piece:
@@ -161,15 +183,14 @@ class MarkdownAnswer:
         if self.started:
             self.live.update(Text(""), refresh=True)
             self.live.stop()
-        if self.tail.strip():
-            self.console.print(self._markdown(self.tail))
+        self._print_block(self.tail)
         self.tail = ""
 
-    def _markdown(self, text: str) -> Markdown:
+    def _markdown(self, text: str) -> Trimmed:
         if self.fence is not None:
             marker, lang = self.fence
             text = f"{marker}{lang}\n{text}\n{marker}"
-        return Markdown(text)
+        return Trimmed(Markdown(text))
 
     def _commit(self) -> bool:
         """Print every finished block at the head of the tail. True when something was printed."""
@@ -177,44 +198,44 @@ class MarkdownAnswer:
         while "\n" in self.tail:
             lines = self.tail.split("\n")
             complete = lines[:-1]  # the last one is still being written
-            cut = None
+            cut, skip, forced, opening, closing = None, 0, False, None, False
             for i, line in enumerate(complete):
                 match = _FENCE.match(line)
-                if self.fence is None:
-                    if match and i == 0:
-                        self.fence = (match.group(1), match.group(2))
-                        self.tail = "\n".join(lines[1:])
-                        cut = -1
-                        break
-                    if match:  # a fence opens: first print what stands before it
+                if self.fence is None and match:
+                    if i == 0:  # a code block opens: its lines are drawn as code from here on
+                        opening = (match.group(1), match.group(2))
+                        cut, skip = 0, 1
+                    else:  # first print what stands before it
                         cut = i
-                        break
-                    if not line.strip() and i > 0:
-                        cut = i + 1
-                        break
-                elif match and match.group(1).startswith(self.fence[0][0]) and not match.group(2):
-                    cut = i  # the fence closes
                     break
-            if cut == -1:
-                continue
-            if cut is None and len(complete) > MAX_LIVE_LINES:
-                cut = len(complete)  # a long block: print its finished lines now
+                if self.fence is None and not line.strip() and i > 0:
+                    cut, skip = i, 1  # a blank line ends a block
+                    break
+                if self.fence is not None and match and match.group(1)[0] == self.fence[0][0] and not match.group(2):
+                    cut, skip, closing = i, 1, True  # the code block closes
+                    break
+            else:
+                if len(complete) > MAX_LIVE_LINES:
+                    cut, forced = len(complete), True  # a long block: print its finished lines now
             if cut is None:
                 return printed
-            if self.fence is not None and cut < len(complete) and _FENCE.match(complete[cut]):
-                block = "\n".join(lines[:cut])
-                self.tail = "\n".join(lines[cut + 1 :])
-                printed = self._print_block(block) or printed
+            self.tail = "\n".join(lines[cut + skip :])
+            printed = self._print_block("\n".join(lines[:cut]), continues=forced) or printed
+            if opening:
+                self.fence = opening
+            if closing:
                 self.fence = None
-                continue
-            block = "\n".join(lines[:cut])
-            self.tail = "\n".join(lines[cut:])
-            printed = self._print_block(block) or printed
         return printed
 
-    def _print_block(self, block: str) -> bool:
+    def _print_block(self, block: str, continues: bool = False) -> bool:
+        """Print a finished block, one blank line after the previous one unless it continues that one."""
         if not block.strip():
             return False
-        self.live.update(Text(""), refresh=False)  # the live region is redrawn below what is printed
-        self.console.print(self._markdown(block.rstrip("\n")))
+        if self.started:
+            self.live.update(Text(""), refresh=False)  # the live region is redrawn below what is printed
+        if self.blocks and not self.continued:
+            self.console.print()
+        self.console.print(self._markdown(block.strip("\n")))
+        self.blocks += 1
+        self.continued = continues
         return True

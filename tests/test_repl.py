@@ -163,8 +163,12 @@ def test_multiline_input_arrives_as_one_message(term, model):
     assert sent == ["line one\nline two", "pasted one\npasted two"]
 
 
-def test_a_2000_line_answer_shows_every_line_once_and_in_order(term, model):
-    text = "".join(f"{i}. line {i:04d}\n" for i in range(1, 2001))
+@pytest.mark.parametrize("kind", ["list", "code"])
+def test_a_2000_line_answer_shows_every_line_once_and_in_order(term, model, kind):
+    if kind == "list":
+        text = "".join(f"{i}. line {i:04d}\n" for i in range(1, 2001))
+    else:
+        text = "```python\n" + "".join(f"x = {i}  # line {i:04d}\n" for i in range(1, 2001)) + "```\n"
     model.script(Reply(chunks=[text[i : i + 7] for i in range(0, len(text), 7)]))
     t = term("chat", "-s", "long")
     t.wait_prompt("long", 1)
@@ -173,6 +177,8 @@ def test_a_2000_line_answer_shows_every_line_once_and_in_order(term, model):
     found = re.findall(r"line (\d{4})", t.text())
     assert found == [f"{i:04d}" for i in range(1, 2001)]
     assert "..." not in t.text()
+    answer = t.lines()[t.lines().index("long> count") + 1 :][:2000]
+    assert all(line.strip() for line in answer)  # one block: no gaps where it was printed in pieces
 
 
 def test_code_blocks_are_highlighted_and_no_color_is_respected(term, model):
@@ -283,5 +289,14 @@ def test_input_history_persists_across_processes_privately(term, model, home):
     t2.type("\x1b[A")  # Up: the line typed in the earlier process
     t2.wait_for("ih2> remember this line")
     t2.ctrl("c")  # clears it
+    t2.wait(lambda _s: t2.screen.display[t2.screen.cursor.y].rstrip() == "ih2>", what="a cleared line")
     t2.type("rem")
     t2.wait_for("ih2> remember this line")  # suggested from history as you type
+    t2.ctrl("c")
+    t2.ctrl("r")  # reverse search
+    t2.type("this")
+    t2.wait_for("`this': remember this line")
+    t2.enter()
+    t2.enter()
+    t2.wait_prompt("ih2", 2)
+    assert t2.text().count("echo: remember this line") == 1
