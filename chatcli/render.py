@@ -36,8 +36,18 @@ def sanitize(text: str) -> str:
     return _ESCAPES.sub("", text)
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (`chatcli history show x | head`): stop quietly, like `cat` does."""
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())
+        raise SystemExit(0)
+
+
 def make_console(stream: IO[str] | None = None, *, stderr: bool = False) -> Console:
-    return Console(file=stream, stderr=stderr, highlight=False, soft_wrap=False)
+    return _Console(file=stream, stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def iso(ts: float | None) -> str | None:
@@ -81,11 +91,13 @@ def print_messages(console: Console, entries: Iterable[dict[str, Any]]) -> int:
 
 
 def print_sessions(console: Console, rows: Iterable[Any]) -> None:
+    rows = list(rows)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("session")
-    table.add_column("messages", justify="right")
-    table.add_column("last activity")
-    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=60)
+    # ids are what users type next: never shortened; the title gives way instead
+    table.add_column("session", no_wrap=True, min_width=max(len(sanitize(r.id)) for r in rows) if rows else 7)
+    table.add_column("messages", justify="right", no_wrap=True)
+    table.add_column("last activity", no_wrap=True)
+    table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
     for row in rows:
         updated = datetime.fromtimestamp(row.updated).strftime("%Y-%m-%d %H:%M") if row.updated else ""
         table.add_row(Text(sanitize(row.id)), str(row.messages), updated, Text(sanitize(row.title)))

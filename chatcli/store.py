@@ -103,9 +103,10 @@ class SessionStore:
         return f"chatcli:index:{{{self.prefix}}}"
 
     # -- plumbing --------------------------------------------------------------------------------
-    def _run(self, action: Callable[[], T]) -> T:
+    def _run(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call Redis; its failures become StorageError with one line for the user."""
         try:
-            return action()
+            return action(*args, **kwargs)
         except redis.AuthenticationError:
             raise StorageError(f"Redis at {self.where} refused the credentials") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -152,8 +153,7 @@ class SessionStore:
         key = self.list_key(session_id)
         begin = 1
         while True:
-            first, last = -(begin + chunk - 1), -begin
-            items = self._run(lambda: self.client.lrange(key, first, last))  # noqa: B023
+            items = self._run(self.client.lrange, key, -(begin + chunk - 1), -begin)
             messages, bad = self._parse(reversed(items))
             if skipped is not None:
                 skipped[0] += bad
@@ -245,40 +245,63 @@ class SessionStore:
         return _s(ids[0]) if ids else None
 
     def list_sessions(self, limit: int = 50, offset: int = 0) -> tuple[list[SessionInfo], int | None]:
-        """One page of the index, newest activity first, and the offset of the next page (or None)."""
-        ranked = self._run(lambda: self.client.zrevrange(self.index_key, offset, offset + limit, withscores=True))
-        more = len(ranked) > limit
-        ranked = ranked[:limit]
-        ids = [_s(member) for member, _score in ranked]
+        """One page of the index, newest activity first, and the offset of the next page (or None).
+
+        Index entries whose session is gone (expired, or deleted by another program) are skipped, the
+        page is filled from further entries, and they are removed from the index afterwards; the next
+        offset accounts for that removal, so no session moves across a page boundary.
+        """
+        rows: list[SessionInfo] = []
+        stale: list[str] = []
+        position = offset
+        while len(rows) < limit:
+            need = limit - len(rows)
+            last = position + need - 1
+            ranked = self._run(self.client.zrevrange, self.index_key, position, last, withscores=True)
+            if not ranked:
+                break
+            position += len(ranked)
+            for info in self._describe([(_s(member), float(score)) for member, score in ranked]):
+                if isinstance(info, SessionInfo):
+                    rows.append(info)
+                else:
+                    stale.append(info)
+        total = int(self._run(lambda: self.client.zcard(self.index_key)))
+        if stale:
+            self._run(lambda: self.client.zrem(self.index_key, *stale))
+            total -= len(stale)
+            position -= len(stale)
+        return rows, (position if position < total else None)
+
+    def _describe(self, ranked: list[tuple[str, float]]) -> list[SessionInfo | str]:
+        """Rows for index entries, one pipelined round trip; an entry whose session is gone gives its id."""
 
         def build(pipe: Any) -> None:
-            for sid in ids:
+            for sid, _score in ranked:
                 pipe.hgetall(self.meta_key(sid))
                 pipe.llen(self.list_key(sid))
                 pipe.lindex(self.list_key(sid), -1)
 
-        results = self._run(lambda: self._pipe_exec(build)) if ids else []
-        rows, stale = [], []
-        for i, (sid, (_member, score)) in enumerate(zip(ids, ranked, strict=True)):
+        results = self._run(lambda: self._pipe_exec(build))
+        described: list[SessionInfo | str] = []
+        for i, (sid, score) in enumerate(ranked):
             raw_meta, length, oldest = results[3 * i : 3 * i + 3]
             meta = _decode_hash(raw_meta)
             if not length and not meta:
-                stale.append(sid)  # expired or deleted by another program
+                described.append(sid)
                 continue
             first = exporting.parse_entry(oldest) if oldest is not None else None
-            rows.append(
+            described.append(
                 SessionInfo(
                     id=sid,
                     messages=int(length),
                     created=_float(meta.get("created")),
-                    updated=_float(meta.get("updated")) or float(score),
+                    updated=_float(meta.get("updated")) or score,
                     title=meta.get("title") or exporting.title_from(first),
                     meta=meta,
                 )
             )
-        if stale:
-            self._run(lambda: self.client.zrem(self.index_key, *stale))
-        return rows, (offset + limit if more else None)
+        return described
 
     def delete(self, session_ids: list[str]) -> None:
         def build(pipe: Any) -> None:
