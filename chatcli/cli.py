@@ -74,6 +74,12 @@ def handle_errors(fn: F) -> F:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(0) from None
+        except OSError as exc:
+            if _state["traceback"]:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            render.print_error(stderr_console(), f"cannot use{where}: {exc.strerror or exc}")
+            raise typer.Exit(int(ExitCode.ERROR)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -105,6 +111,16 @@ def checked_id(session_id: str) -> str:
     from chatcli.store import validate_session_id
 
     return validate_session_id(session_id)
+
+
+def stdin_text() -> Any:
+    """stdin as UTF-8 text; bytes that are not UTF-8 become U+FFFD instead of failing later."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin
+    import io
+
+    return io.TextIOWrapper(buffer, encoding="utf-8", errors="replace", newline=None)
 
 
 def new_session_id() -> str:
@@ -205,15 +221,18 @@ def _scripted_chat(assistant: Any, session_id: str) -> None:
 
     console, err = stdout_console(), stderr_console()
     failed: ChatcliError | None = None
-    for line in sys.stdin:
+    for line in stdin_text():
         text = line.rstrip("\n")
         if not text.strip():
             continue
         try:
-            show_turn(assistant, session_id, text, console, err)
+            turn = show_turn(assistant, session_id, text, console, err)
         except ModelError as exc:
             render.print_error(err, str(exc))
             failed = exc
+            continue
+        if turn.status == "interrupted":  # Ctrl-C ends a script: the lines after it are not sent
+            raise typer.Exit(int(ExitCode.INTERRUPTED))
     if failed is not None:
         raise typer.Exit(int(failed.exit_code))
 
@@ -232,7 +251,7 @@ def ask(
     redis_url: RedisUrl = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
-    piped = "" if sys.stdin.isatty() else sys.stdin.read()
+    piped = "" if sys.stdin.isatty() else stdin_text().read()
     text = "\n\n".join(part for part in (question or "", piped.strip("\n")) if part.strip())
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
@@ -245,7 +264,9 @@ def ask(
         announce_session(session_id)
     from chatcli.conversation import show_turn
 
-    show_turn(assistant, session_id, text, stdout_console(), stderr_console())
+    turn = show_turn(assistant, session_id, text, stdout_console(), stderr_console())
+    if turn.status == "interrupted":
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
 # -- history ----------------------------------------------------------------------------------------
@@ -295,6 +316,8 @@ def history_export(
     if fmt not in exporting.FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(exporting.FORMATS)}")
     checked_id(session_id)
+    if output is not None and output.is_dir():
+        raise UsageError(f"{output} is a directory: give a file name")
     if output is not None and output.exists() and not force:
         raise UsageError(f"{output} exists: pass --force to replace it")
     store = open_store(settings_for(redis_url=redis_url))
@@ -444,6 +467,9 @@ def server_stop() -> None:
 
 
 def main() -> None:
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:  # started with the stream closed (`chatcli ... >&-`)
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115
     try:
         app()
     except StorageError as exc:  # pragma: no cover - raised outside a command

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chatcli.errors import NotFoundError
+from chatcli.errors import ChatcliError, NotFoundError, UsageError
 
 
 def write_atomically(path: Path, write: Callable[[Any], int]) -> int:
@@ -16,7 +16,12 @@ def write_atomically(path: Path, write: Callable[[Any], int]) -> int:
     directory = path.resolve().parent
     if not directory.is_dir():
         raise NotFoundError(f"no such directory: {directory}")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory: give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ChatcliError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             count = write(out)

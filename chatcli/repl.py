@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatcli.errors import ChatcliError
+
 EXIT = object()  # returned by a command to end the loop
 
 
@@ -104,8 +106,11 @@ def run_loop(
                 known = [n for n in commands if n.startswith(name[:2])] or list(commands)
                 say(f"unknown command /{name}; try " + ", ".join("/" + n for n in known[:6]) + " or /help")
                 continue
-            if command.run(arg.strip()) is EXIT:
-                return
+            try:
+                if command.run(arg.strip()) is EXIT:
+                    return
+            except (ChatcliError, OSError) as exc:  # a failed command never ends the REPL
+                say(f"/{name}: {getattr(exc, 'strerror', None) or exc}")
             continue
         if text.startswith("//"):
             line = line.replace("//", "/", 1)  # "//path" sends a message that starts with "/"
@@ -211,9 +216,10 @@ class ChatRepl:
         if not removed:
             self.say("(nothing to retry)")
             return
-        turn = self.send(exporting.text(removed[0]))
-        if turn is None or not turn.saved:
-            self.store.append(self.session_id, removed)  # the new answer failed: keep the old one
+        before = self.store.count(self.session_id)
+        self.send(exporting.text(removed[0]))
+        if self.store.count(self.session_id) == before:  # nothing new was saved: keep the old answer
+            self.store.append(self.session_id, removed)
             self.say("(the previous answer was kept)")
 
     def cmd_system(self, arg: str) -> None:

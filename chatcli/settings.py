@@ -78,8 +78,8 @@ def _positive_float(name: str, raw: Any) -> float:
         value = float(str(raw).strip())
     except ValueError:
         raise UsageError(f"{name} must be a number of seconds, got {str(raw)!r}") from None
-    if not value > 0:
-        raise UsageError(f"{name} must be greater than 0, got {raw}")
+    if not 0 < value <= 86400:
+        raise UsageError(f"{name} must be more than 0 and at most 86400 seconds, got {raw}")
     return value
 
 
@@ -132,7 +132,7 @@ def load_settings(
     dotenv = _read_dotenv(cwd or Path.cwd())
 
     home_raw = env.get("CHATCLI_HOME") or dotenv.get("CHATCLI_HOME")
-    home = Path(home_raw).expanduser() if home_raw else default_home()
+    home = (Path(home_raw).expanduser() if home_raw else default_home()).absolute()
     config = _read_config(home / "config.toml")
     unknown = sorted(set(config) - {key for _, key in _SOURCES.values()})
     if unknown:

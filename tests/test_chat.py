@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 
+import pytest
 import redis
 
 from tests.model_server import Reply
@@ -239,11 +243,57 @@ def test_version_and_help(cli):
         assert "Usage" in result.stdout
 
 
-def test_settings_errors_are_usage_errors(cli, model, monkeypatch):
-    monkeypatch.setenv("CHATCLI_TIMEOUT", "soon")
+@pytest.mark.parametrize("value", ["soon", "inf", "0", "-3"])
+def test_settings_errors_are_usage_errors(cli, model, monkeypatch, value):
+    monkeypatch.setenv("CHATCLI_TIMEOUT", value)
     result = cli("ask", "-s", "x", "hi")
     assert result.exit_code == 2
     assert "CHATCLI_TIMEOUT" in result.stderr
+    assert model.chat_requests() == []
+
+
+def test_stdin_that_is_not_utf8_is_read_with_replacement(cli, model):
+    result = subprocess.run(
+        [sys.executable, "-m", "chatcli", "ask", "-s", "latin1"], input=b"caf\xe9 cr\xe8me\n", capture_output=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert model.last_messages()[-1]["content"] == "caf\ufffd cr\ufffdme"
+
+
+def interrupt_after_first_text(args: list[str], stdin: bytes | None = None) -> tuple[int, bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatcli", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    if stdin is not None:
+        proc.stdin.write(stdin)
+    proc.stdin.close()
+    proc.stdin = None  # closed: communicate() must not flush it
+    first = proc.stdout.read(4)  # the answer has started
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err, err
+    return proc.returncode, first + rest
+
+
+def test_ctrl_c_during_ask_keeps_the_partial_answer_and_exits_130(cli, model, rdb):
+    model.script(Reply(chunks=[f"w{i:03d} " for i in range(400)], delay=0.01))
+    code, out = interrupt_after_first_text(["ask", "-s", "int", "go"])
+    assert code == 130
+    answer = json.loads(rdb.lindex("message_store:int", 0))
+    assert answer["data"]["response_metadata"]["chatcli"] == {"interrupted": True}
+    assert out.decode().strip() == answer["data"]["content"].strip()  # stored == shown
+    assert 0 < len(answer["data"]["content"].split()) < 400
+
+
+def test_ctrl_c_ends_a_scripted_chat(cli, model, rdb):
+    model.script(Reply(chunks=[f"w{i:03d} " for i in range(400)], delay=0.01))
+    code, _ = interrupt_after_first_text(["chat", "-s", "script"], stdin=b"one\ntwo\nthree\n")
+    assert code == 130
+    assert [r["messages"][-1]["content"] for r in model.chat_requests()] == ["one"]  # two, three never sent
+    assert rdb.llen("message_store:script") == 2
 
 
 def test_timeout_setting_bounds_a_hanging_model(cli, model, monkeypatch, rdb):

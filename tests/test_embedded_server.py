@@ -42,7 +42,8 @@ def test_sessions_survive_a_restart_of_the_embedded_server(cli, model, embedded)
 
     data = embedded / "redis"
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
-    assert stat.S_IMODE((data / "appendonly.aof").stat().st_mode) & 0o077 == 0
+    aof = data / "appendonly.aof" if (data / "appendonly.aof").exists() else data / "appendonlydir"  # Redis 7
+    assert stat.S_IMODE(aof.stat().st_mode) & 0o077 == 0
 
     stopped = cli.run("server", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stderr
@@ -81,9 +82,26 @@ def test_a_deep_home_falls_back_to_a_short_socket_path(cli, model, monkeypatch, 
         assert result.returncode == 0, result.stderr
         sock = socket_path(deep)
         assert len(str(sock)) <= 107 and not str(sock).startswith(str(deep))
-        assert (deep / "redis" / "appendonly.aof").exists()  # the data still lives under CHATCLI_HOME
+        data = deep / "redis"  # the data still lives under CHATCLI_HOME (appendonlydir/ on Redis 7)
+        assert (data / "appendonly.aof").exists() or (data / "appendonlydir").is_dir()
     finally:
         stop_embedded(deep)
+
+
+def test_a_relative_home_works(cli, model, monkeypatch, tmp_path):
+    monkeypatch.delenv("CHATCLI_REDIS_URL")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHATCLI_HOME", "relhome")
+    try:
+        result = cli.run("ask", "-s", "rel", "hi")
+        assert result.returncode == 0, result.stderr
+        other_cwd = tmp_path / "elsewhere"
+        other_cwd.mkdir()
+        monkeypatch.chdir(other_cwd)
+        monkeypatch.setenv("CHATCLI_HOME", "../relhome")
+        assert "echo: hi" in cli.run("history", "show", "rel").stdout
+    finally:
+        stop_embedded(tmp_path / "relhome")
 
 
 def test_the_embedded_server_listens_on_no_tcp_port(cli, model, embedded):

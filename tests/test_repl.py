@@ -274,6 +274,32 @@ def test_history_tokens_clear_session_model_and_export_commands(term, model, rdb
     assert rdb.llen("message_store:cmd") == 2
 
 
+def test_a_failing_command_does_not_end_the_repl(term, model, tmp_path):
+    t = term("chat", "-s", "fail")
+    t.wait_prompt("fail", 1)
+    t.enter(f"/export {tmp_path}/nodir/x.json")
+    t.wait_for("/export: no such directory")
+    t.enter("/export /proc/x.md")
+    t.wait_for("/export: cannot write /proc/x.md")
+    t.enter("still here")
+    t.wait_for("echo: still here")
+    assert t.child.isalive()
+
+
+def test_retry_whose_new_answer_breaks_keeps_what_arrived(term, model, rdb):
+    t = term("chat", "-s", "rb")
+    t.wait_prompt("rb", 1)
+    t.enter("first")
+    t.wait_prompt("rb", 2)
+    model.script(Reply(chunks=["new ", "partial ", "answer"], drop_after=2))
+    t.enter("/retry")
+    t.wait_for("lost or could not open the connection")
+    t.wait_prompt("rb", 3)
+    messages = stored(rdb, "rb")
+    assert [m["data"]["content"] for m in messages] == ["first", "new partial "]
+    assert "error" in messages[1]["data"]["response_metadata"]["chatcli"]
+
+
 def test_input_history_persists_across_processes_privately(term, model, home):
     t = term("chat", "-s", "ih")
     t.wait_prompt("ih", 1)

@@ -65,10 +65,8 @@ def test_history_show_renders_the_conversation_in_order(cli, model):
     cli("chat", "-s", "h", input="alpha\nbeta\n")
     result = cli("history", "show", "h")
     assert result.exit_code == 0
-    out = result.stdout
-    order = ["user", "alpha", "assistant", "echo: alpha", "user", "beta", "assistant", "echo: beta"]
-    positions = [out.index(word, out.index(order[i - 1]) if i else 0) for i, word in enumerate(order)]
-    assert positions == sorted(positions)
+    blocks = [block.split("\n") for block in result.stdout.strip().split("\n\n")]
+    assert blocks == [["user", "alpha"], ["assistant", "echo: alpha"], ["user", "beta"], ["assistant", "echo: beta"]]
 
     last = json.loads(cli("history", "show", "h", "--json", "--last", "2").stdout)
     assert [m["data"]["content"] for m in last["messages"]] == ["beta", "echo: beta"]
@@ -116,6 +114,33 @@ def test_export_to_a_file_refuses_to_overwrite_without_force(cli, model, tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []  # no temp files left
 
 
+def test_export_to_an_unusable_path_is_one_line(cli, model, tmp_path):
+    cli("ask", "-s", "f", "hi")
+    missing_dir = cli("history", "export", "f", "-o", str(tmp_path / "nodir" / "x.json"))
+    assert missing_dir.exit_code == 5 and "no such directory" in missing_dir.stderr
+    a_dir = cli("history", "export", "f", "-o", str(tmp_path), "--force")
+    assert a_dir.exit_code == 2 and "is a directory" in a_dir.stderr
+    unwritable = cli.run("history", "export", "f", "-o", "/proc/chatcli-export.json")
+    assert unwritable.returncode == 1 and "Traceback" not in unwritable.stderr
+    assert unwritable.stderr.count("\n") == 1
+
+
+def test_a_reader_that_goes_away_is_not_an_error(cli, model, rdb):
+    import subprocess
+    import sys
+
+    cli("ask", "-s", "big", "x " * 20000)
+    for args in (["history", "show", "big"], ["history", "show", "big", "--json"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        proc.stdout.readline()
+        proc.stdout.close()  # like `| head -1`
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert b"Traceback" not in err
+
+
 def test_export_unknown_format_is_a_usage_error(cli, model):
     cli("ask", "-s", "f", "hi")
     result = cli("history", "export", "f", "--format", "xml")
@@ -144,6 +169,32 @@ def test_sessions_list_pages_by_last_activity_and_does_not_scan(cli, model, rdb)
     table = cli("sessions", "list").stdout
     assert table.index("s1") < table.index("s3") < table.index("s2")
     assert "unindexed" not in table
+
+
+def test_pages_stay_whole_when_indexed_sessions_have_vanished(cli, model, rdb):
+    for i in range(1, 7):
+        cli("ask", "-s", f"p{i}", "hi")
+        time.sleep(0.01)
+    rdb.delete("message_store:p6", "chatcli:meta:{message_store:p6}")  # expired, or deleted by another program
+    rdb.delete("message_store:p4", "chatcli:meta:{message_store:p4}")
+    seen, cursor, pages = [], None, 0
+    while True:
+        args = ["sessions", "list", "--json", "--limit", "2"] + (["--cursor", cursor] if cursor else [])
+        page = json.loads(cli(*args).stdout)
+        seen += [s["id"] for s in page["sessions"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["p5", "p3", "p2", "p1"]
+    assert pages == 2
+    assert rdb.zcard("chatcli:index:{message_store:}") == 4  # the vanished ones left the index
+
+
+def test_long_session_ids_are_never_shortened_in_the_table(cli, model):
+    long_id = "project-alpha-2026-11-24-design-review-" + "x" * 30
+    cli("ask", "-s", long_id, "a question with a long title " * 5)
+    assert long_id in cli.run("sessions", "list").stdout  # piped: 80 columns
 
 
 def test_sessions_list_bad_cursor_is_a_usage_error(cli, model):
