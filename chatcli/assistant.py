@@ -251,7 +251,9 @@ def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
     """One clear line for whatever the OpenAI client raised."""
     import openai
 
-    where = assistant.settings.base_url or "api.openai.com"
+    from chatcli.settings import redact_url
+
+    where = redact_url(assistant.settings.base_url) if assistant.settings.base_url else "api.openai.com"
     if isinstance(exc, openai.AuthenticationError):
         return ModelError(f"the model API at {where} rejected the API key (HTTP 401): check OPENAI_API_KEY")
     if isinstance(exc, openai.PermissionDeniedError):

@@ -24,7 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chatcli.errors import StorageError, UsageError
+from chatcli.errors import StorageError, StorageUnavailable, UsageError
 from chatcli.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 1.0  # seconds; an unreachable Redis must fail well inside 2 s
@@ -69,6 +69,15 @@ def connect(settings: Settings) -> Connection:
     return Connection(client, where, embedded=True)
 
 
+def offline_connection(settings: Settings) -> Connection:
+    """A client for the configured Redis without probing it: for chat/ask, which spool while it is down."""
+    if settings.redis_url:
+        return Connection(client_for_url(settings.redis_url), redact_url(settings.redis_url), embedded=False)
+    sock = socket_path(settings.home)
+    client = redis.Redis(unix_socket_path=str(sock), **_client_options())
+    return Connection(client, f"embedded server ({sock})", embedded=True)
+
+
 def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     try:
@@ -103,9 +112,14 @@ def _probe(client: Any, where: str, hint: str) -> None:
                 f"Redis at {where} needs a password: put it in the URL (redis://:PASSWORD@host)"
             ) from None
         raise StorageError(f"Redis at {where} answered with an error: {exc}") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except redis.TimeoutError as exc:
+        # something listens but does not answer like Redis: a wrong address, not a Redis that is down
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(f"cannot reach Redis at {where}: {reason}; {hint}") from None
+    except (redis.ConnectionError, OSError) as exc:
+        # refused or unreachable: Redis is down (chat and ask spool until it is back)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageUnavailable(f"cannot reach Redis at {where}: {reason}; {hint}") from None
 
 
 # -- the embedded server ----------------------------------------------------------------------------

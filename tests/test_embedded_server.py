@@ -19,6 +19,11 @@ def embedded(cli, monkeypatch, home):
     stop_embedded(home)
 
 
+def aof_files(data: Path) -> list[Path]:
+    """The append-only files: appendonly.aof (Redis 6) or appendonlydir/* (Redis 7, e.g. Debian's)."""
+    return [p for p in [data / "appendonly.aof", *sorted((data / "appendonlydir").glob("*"))] if p.exists()]
+
+
 def redis_processes_for(sock: Path) -> list[int]:
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -42,7 +47,8 @@ def test_sessions_survive_a_restart_of_the_embedded_server(cli, model, embedded)
 
     data = embedded / "redis"
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
-    assert stat.S_IMODE((data / "appendonly.aof").stat().st_mode) & 0o077 == 0
+    assert aof_files(data)
+    assert [p.name for p in aof_files(data) if stat.S_IMODE(p.stat().st_mode) & 0o077] == []
 
     stopped = cli.run("server", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stderr
@@ -81,7 +87,7 @@ def test_a_deep_home_falls_back_to_a_short_socket_path(cli, model, monkeypatch, 
         assert result.returncode == 0, result.stderr
         sock = socket_path(deep)
         assert len(str(sock)) <= 107 and not str(sock).startswith(str(deep))
-        assert (deep / "redis" / "appendonly.aof").exists()  # the data still lives under CHATCLI_HOME
+        assert aof_files(deep / "redis")  # the data still lives under CHATCLI_HOME
     finally:
         stop_embedded(deep)
 
