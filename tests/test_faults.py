@@ -169,3 +169,36 @@ def test_a_stream_dropped_mid_answer_keeps_the_text_flags_it_and_the_chat_goes_o
     assert stored(rdb, "dropped") == [("human", "first"), ("ai", "half an "), *exchange("second")]
     partial = json.loads(rdb.lindex("message_store:dropped", 2))
     assert "error" in partial["data"]["response_metadata"]["chatcli"]
+
+
+# -- 3. Two chat processes on one session at once --------------------------------------------------------
+
+
+def test_two_chats_on_one_session_at_once_lose_nothing_and_keep_each_answer_next_to_its_question(
+    cli, model, rdb, monkeypatch
+):
+    monkeypatch.setenv("CHATCLI_MAX_HISTORY_TOKENS", "64")  # small windows: this measures writes, not reads
+    lines = {p: [f"{p}-{i:03d}" for i in range(500)] for p in ("p1", "p2")}
+    procs = {
+        p: subprocess.Popen(
+            [sys.executable, "-m", "chatcli", "chat", "-s", "shared"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for p in lines
+    }
+    outputs = {p: proc.communicate("\n".join(lines[p]) + "\n", timeout=110) for p, proc in procs.items()}
+    for p, proc in procs.items():
+        assert proc.returncode == 0, outputs[p][1]
+        assert outputs[p][0].splitlines() == [f"echo: {q}" for q in lines[p]]
+    messages = stored(rdb, "shared")
+    assert len(messages) == 2000  # none lost
+    questions = [i for i, (kind, _c) in enumerate(messages) if kind == "human"]
+    assert len(questions) == 1000
+    for i in questions:  # every question is immediately followed by its own answer
+        assert messages[i + 1] == ("ai", f"echo: {messages[i][1]}")
+    for p in lines:  # and each process's questions are in the order it asked them
+        assert [c for kind, c in messages if kind == "human" and c.startswith(p)] == lines[p]
