@@ -136,9 +136,11 @@ def open_store(settings: Settings, spool: bool = False) -> Any:
     under CHATCLI_HOME and are written to Redis when it answers again.
     """
     from chatcli import redis_server
+    from chatcli.files import private_dir
     from chatcli.spool import Spool
     from chatcli.store import SessionStore
 
+    private_dir(settings.home)  # created 0700 when missing: input history, spool, embedded server live here
     try:
         conn = redis_server.connect(settings)
     except StorageUnavailable:

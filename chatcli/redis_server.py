@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from chatcli.errors import StorageError, StorageUnavailable, UsageError
+from chatcli.files import private_dir
 from chatcli.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 1.0  # seconds; an unreachable Redis must fail well inside 2 s
@@ -154,7 +155,7 @@ def socket_path(home: Path) -> Path:
 
 
 def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path)  # missing parents too (CHATCLI_HOME itself): 0700
     if path.stat().st_uid == os.getuid():
         os.chmod(path, 0o700)
 

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,53 @@ def test_two_chats_on_one_session_at_once_lose_nothing_and_keep_each_answer_next
         assert messages[i + 1] == ("ai", f"echo: {messages[i][1]}")
     for p in lines:  # and each process's questions are in the order it asked them
         assert [c for kind, c in messages if kind == "human" and c.startswith(p)] == lines[p]
+
+
+# -- files under CHATCLI_HOME ----------------------------------------------------------------------------
+
+
+def test_files_under_chatcli_home_are_the_users_alone(cli, model, monkeypatch, tmp_path):
+    """A REPL on the embedded server, which stops mid-session: home, server data, socket, input history and
+    spool are all created 0700/0600 (and the turn made meanwhile is answered and spooled)."""
+    import pexpect
+
+    from chatcli.redis_server import socket_path, stop_embedded
+
+    home = tmp_path / "fresh" / "chatcli-home"  # does not exist yet: chatcli creates it
+    monkeypatch.delenv("CHATCLI_REDIS_URL")
+    monkeypatch.setenv("CHATCLI_HOME", str(home))
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    child = pexpect.spawn(
+        sys.executable, ["-m", "chatcli", "chat", "-s", "modes"], env=env, dimensions=(30, 100), timeout=30
+    )
+    try:
+        child.expect_exact("modes>")
+        child.sendline("hello")
+        child.expect_exact("echo: hello")
+        child.expect_exact("modes>")
+        assert stop_embedded(home)
+        child.sendline("again")
+        child.expect_exact("history is being spooled")
+        child.expect_exact("echo: again")
+        child.expect_exact("modes>")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        stop_embedded(home)
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(home) == 0o700
+    assert mode(home / "redis") == 0o700
+    assert mode(socket_path(home).parent) == 0o700
+    assert mode(home / "input_history") == 0o600
+    assert "again" in (home / "input_history").read_text()
+    assert mode(home / "spool.jsonl") == 0o600 and mode(home / "spool.lock") == 0o600
+    loose = [
+        str(p.relative_to(home))
+        for p in home.rglob("*")
+        if (p.is_dir() and mode(p) != 0o700) or (p.is_file() and mode(p) & 0o077)
+    ]
+    assert loose == []
