@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -118,8 +119,13 @@ def _probe(client: Any, where: str, hint: str) -> None:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(f"cannot reach Redis at {where}: {reason}; {hint}") from None
     except (redis.ConnectionError, OSError) as exc:
-        # refused or unreachable: Redis is down (chat and ask spool until it is back)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
+            # a TLS failure (unknown CA, wrong host name) is a configuration to fix, not a Redis that is down
+            raise StorageError(
+                f"TLS with Redis at {where} failed: {reason}; give the CA as ?ssl_ca_certs=/path/ca.pem in the URL"
+            ) from None
+        # refused or unreachable: Redis is down (chat and ask spool until it is back)
         raise StorageUnavailable(f"cannot reach Redis at {where}: {reason}; {hint}") from None
 
 
