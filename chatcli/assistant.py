@@ -248,7 +248,15 @@ class Assistant:
 
 
 def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
-    """One clear line for whatever the OpenAI client raised."""
+    """One clear line for whatever the OpenAI client raised; never the API key, even if the server echoed it."""
+    error = _model_error(exc, assistant)
+    key = assistant.settings.api_key
+    if key and key in str(error):
+        error = type(error)(str(error).replace(key, "***"))
+    return error
+
+
+def _model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
     import openai
 
     from chatcli.settings import redact_url

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatcli.errors import ChatcliError
+
 EXIT = object()  # returned by a command to end the loop
 
 
@@ -104,8 +106,11 @@ def run_loop(
                 known = [n for n in commands if n.startswith(name[:2])] or list(commands)
                 say(f"unknown command /{name}; try " + ", ".join("/" + n for n in known[:6]) + " or /help")
                 continue
-            if command.run(arg.strip()) is EXIT:
-                return
+            try:
+                if command.run(arg.strip()) is EXIT:
+                    return
+            except ChatcliError as exc:  # e.g. /undo while Redis is down: say so, keep the REPL
+                say(f"/{name} failed: {exc}")
             continue
         if text.startswith("//"):
             line = line.replace("//", "/", 1)  # "//path" sends a message that starts with "/"
