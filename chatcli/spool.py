@@ -116,14 +116,6 @@ class Spool:
                 records.append(record)
         return records, bad
 
-    def pending(self, target: str, prefix: str) -> int:
-        """How many records wait for this Redis (cheap when there is no spool file)."""
-        if not self.path.exists():
-            return 0
-        with self._locked():
-            records, _bad = self._read()
-        return sum(1 for r in records if r.target == target and r.prefix == prefix)
-
     def entries_for(self, target: str, prefix: str, session: str) -> list[dict[str, Any]]:
         """The spooled messages of one session, oldest first."""
         if not self.path.exists():

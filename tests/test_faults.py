@@ -106,6 +106,37 @@ def test_a_start_with_redis_down_spools_and_the_next_start_flushes(cli, model, r
     assert not (home / "spool.jsonl").exists()
 
 
+def test_two_chats_spooling_at_once_while_redis_is_down_lose_nothing(cli, model, redis_proc, home):
+    lines = {p: [f"{p}-{i:02d}" for i in range(15)] for p in ("s1", "s2")}
+    redis_proc.stop()
+    try:
+        procs = {
+            p: subprocess.Popen(
+                [sys.executable, "-m", "chatcli", "chat", "-s", "both"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for p in lines
+        }
+        outputs = {p: proc.communicate("\n".join(lines[p]) + "\n", timeout=60) for p, proc in procs.items()}
+    finally:
+        redis_proc.restart()
+    for p, proc in procs.items():
+        assert proc.returncode == 0, outputs[p][1]
+        assert outputs[p][0].splitlines() == [f"echo: {q}" for q in lines[p]]
+        assert outputs[p][1].count("history is being spooled") == 1
+    assert cli.run("sessions", "list").returncode == 0  # the next start flushes
+    messages = stored(redis_proc.client(), "both")
+    assert len(messages) == 60  # 0 lost
+    for i in range(0, 60, 2):
+        assert messages[i][0] == "human" and messages[i + 1] == ("ai", f"echo: {messages[i][1]}")
+    for p in lines:
+        assert [c for kind, c in messages if kind == "human" and c.startswith(p)] == lines[p]
+    assert not (home / "spool.jsonl").exists()
+
+
 # -- 2. The model endpoint fails: one clear line, the chat goes on, a failed turn stores nothing ----------
 
 RETRY_FAST = {"Retry-After": "0.1"}
@@ -256,3 +287,29 @@ def test_files_under_chatcli_home_are_the_users_alone(cli, model, monkeypatch, t
         if (p.is_dir() and mode(p) != 0o700) or (p.is_file() and mode(p) & 0o077)
     ]
     assert loose == []
+
+
+def test_in_the_repl_a_failed_turn_is_one_line_stores_nothing_and_is_one_up_arrow_away(cli, model, rdb):
+    import pexpect
+
+    model.script(Reply(status=401, text="no"))
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    child = pexpect.spawn(
+        sys.executable, ["-m", "chatcli", "chat", "-s", "repl-fail"], env=env, dimensions=(30, 100), timeout=30
+    )
+    try:
+        child.expect_exact("repl-fail>")
+        child.sendline("lost question")
+        child.expect_exact("rejected the API key (HTTP 401)")
+        child.expect_exact("repl-fail>")  # the REPL stays
+        assert rdb.exists("message_store:repl-fail") == 0  # the failed turn stored nothing
+        child.send("\x1b[A")  # Up: the question is back in the input line
+        child.expect_exact("lost question")
+        child.send("\r")
+        child.expect_exact("echo: lost question")
+        child.expect_exact("repl-fail>")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert stored(rdb, "repl-fail") == exchange("lost question")
