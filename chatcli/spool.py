@@ -124,35 +124,34 @@ class Spool:
             records, _bad = self._read()
         return [e for r in records if (r.target, r.prefix, r.session) == (target, prefix, session) for e in r.entries]
 
-    def flush(self, target: str, prefix: str, write: Callable[[Record], None]) -> int:
-        """Write this target's records in order with `write`; returns how many messages were written.
+    def flush(self, target: str, prefix: str, write: Callable[[Record], None]) -> tuple[int, Exception | None]:
+        """Write this target's records in order with `write`: how many messages were written, and what
+        stopped the flush (None when nothing did).
 
-        A record is removed from the spool only after `write` returned. If `write` raises, the record and
-        every later one stay (order is kept) and the exception propagates.
+        A record is removed from the spool only after `write` returned. If `write` raises, that record and
+        every later one stay (order is kept).
         """
         if not self.path.exists():
-            return 0
+            return 0, None
         with self._locked():
             records, _bad = self._read()
             keep: list[Record] = []
             written = 0
-            failure: BaseException | None = None
+            failure: Exception | None = None
             for record in records:
                 if failure is not None or (record.target, record.prefix) != (target, prefix):
                     keep.append(record)
                     continue
                 try:
                     write(record)
-                except BaseException as exc:
+                except Exception as exc:
                     failure = exc
                     keep.append(record)
                     continue
                 written += len(record.entries)
             if written or failure is None:
                 self._rewrite(keep)
-            if failure is not None:
-                raise failure
-            return written
+            return written, failure
 
     def _rewrite(self, records: list[Record]) -> None:
         if not records:

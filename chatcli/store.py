@@ -182,15 +182,24 @@ class SessionStore:
     def flush_spool(self) -> int:
         """Write the turns spooled for this Redis, in order; returns how many messages were written.
 
-        Raises StorageUnavailable (records kept) when Redis still does not answer.
+        Raises StorageUnavailable (records kept) when Redis still does not answer. A record Redis refuses
+        (an error reply) stays in the spool, with the ones after it, and the user is told; it never blocks
+        the command.
         """
         if self.spool is None or not self.spool.path.exists():
             return 0
-        written = self.spool.flush(self.where, self.prefix, lambda r: self._write(r.session, r.entries, r.meta, r.incr))
+        written, failure = self.spool.flush(
+            self.where, self.prefix, lambda r: self._write(r.session, r.entries, r.meta, r.incr)
+        )
         if written:
             self._told.discard("spooling")
             self._told.discard("offline-read")
             self.notify(f"(Redis at {self.where} answers again: wrote {written} spooled messages to it)")
+        if isinstance(failure, StorageError) and not isinstance(failure, StorageUnavailable):
+            reason = str(failure).rsplit("caused error: ", 1)[-1]
+            self._tell_once("flush-failed", f"(spooled turns stay in {self.spool.path}: Redis refused one: {reason})")
+        elif failure is not None:
+            raise failure
         return written
 
     @staticmethod
@@ -267,7 +276,12 @@ class SessionStore:
             self._write(session_id, entries, meta, incr)
         except StorageUnavailable:
             record = Record(self.where, self.prefix, session_id, list(entries), dict(meta or {}), dict(incr or {}))
-            self.spool.add(record)
+            try:
+                self.spool.add(record)
+            except OSError as exc:
+                raise StorageError(
+                    f"Redis at {self.where} does not answer and the spool {self.spool.path} cannot be written: {exc}"
+                ) from None
             self._tell_once(
                 "spooling",
                 f"(Redis at {self.where} does not answer: history is being spooled to {self.spool.path} "

@@ -137,6 +137,22 @@ def test_two_chats_spooling_at_once_while_redis_is_down_lose_nothing(cli, model,
     assert not (home / "spool.jsonl").exists()
 
 
+def test_a_spooled_turn_redis_refuses_stays_in_the_spool_and_blocks_nothing(cli, model, rdb, home, redis_url):
+    def record(session: str, text: str) -> str:
+        entries = [{"type": "human", "data": {"content": text}}, {"type": "ai", "data": {"content": f"echo: {text}"}}]
+        return json.dumps({"target": redis_url, "prefix": "message_store:", "session": session, "entries": entries})
+
+    rdb.set("message_store:typed", "not a list")  # another program took the key: LPUSH gets WRONGTYPE
+    spool = home / "spool.jsonl"
+    spool.write_text(record("fine", "one") + "\n" + record("typed", "two") + "\n" + '{"torn": ')
+    result = cli("history", "show", "fine", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [m["data"]["content"] for m in json.loads(result.stdout)["messages"]] == ["one", "echo: one"]
+    assert "wrote 2 spooled messages" in result.stderr and "spooled turns stay in" in result.stderr
+    assert [json.loads(line)["session"] for line in spool.read_text().splitlines()] == ["typed"]  # kept, torn dropped
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o600
+
+
 # -- 2. The model endpoint fails: one clear line, the chat goes on, a failed turn stores nothing ----------
 
 RETRY_FAST = {"Retry-After": "0.1"}
