@@ -54,6 +54,7 @@ def snapshot(client) -> dict:
 @example(session_id="a[b]")
 @example(session_id="{a}")
 @example(session_id="näme ✓ 会話")
+@example(session_id="-0")
 def test_session_ids_valid_ones_live_alone_invalid_ones_change_nothing(cli, model, rdb, session_id):
     if session_id in SEEDED:
         return
@@ -68,9 +69,9 @@ def test_session_ids_valid_ones_live_alone_invalid_ones_change_nothing(cli, mode
         for args in (
             ["ask", "-s", session_id, "hi"],
             ["chat", "-s", session_id],
-            ["history", "show", session_id],
-            ["history", "export", session_id],
-            ["sessions", "delete", session_id],
+            ["history", "show", "--", session_id],  # "--": an id may start with "-"
+            ["history", "export", "--", session_id],
+            ["sessions", "delete", "--", session_id],
         ):
             result = cli(*args, input="hi\n")
             assert result.exit_code == 2, (args, result.stderr)
@@ -81,14 +82,14 @@ def test_session_ids_valid_ones_live_alone_invalid_ones_change_nothing(cli, mode
 
     asked = cli("ask", "-s", session_id, "hi")
     assert asked.exit_code == 0, asked.stderr
-    shown = cli("history", "show", session_id, "--json")
+    shown = cli("history", "show", "--json", "--", session_id)
     assert shown.exit_code == 0, shown.stderr
     payload = json.loads(shown.stdout)
     assert payload["session"] == session_id
     assert [m["data"]["content"] for m in payload["messages"]] == ["hi", "echo: hi"]
     listed = json.loads(cli("sessions", "list", "--json").stdout)["sessions"]
     assert sorted(s["id"] for s in listed) == sorted([*SEEDED, session_id])
-    deleted = cli("sessions", "delete", session_id)
+    deleted = cli("sessions", "delete", "--", session_id)
     assert deleted.exit_code == 0, deleted.stderr
     assert snapshot(rdb) == before  # nothing but its own keys was ever touched
 
