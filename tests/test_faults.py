@@ -72,7 +72,8 @@ def test_redis_down_mid_session_spools_turns_and_flushes_them_in_order(cli, mode
         assert [m["content"] for m in model.chat_requests()[6]["messages"][1:]][-3:] == ["q05", "echo: q05", "q06"]
     finally:
         server.stop()
-    assert err.count("history is being spooled") == 1, err
+    assert err.count("history is being spooled") == 1, err  # told once
+    assert err.count("the model sees the 6 messages of this session kept locally") == 1, err
     assert err.count("answers again: wrote 6 spooled messages") == 1, err
     assert "Traceback" not in err
     assert not (home / "spool.jsonl").exists()
