@@ -109,8 +109,8 @@ def run_loop(
             try:
                 if command.run(arg.strip()) is EXIT:
                     return
-            except ChatcliError as exc:  # e.g. /undo while Redis is down: say so, keep the REPL
-                say(f"/{name} failed: {exc}")
+            except (ChatcliError, OSError) as exc:  # a failed command never ends the REPL
+                say(f"/{name}: {getattr(exc, 'strerror', None) or exc}")
             continue
         if text.startswith("//"):
             line = line.replace("//", "/", 1)  # "//path" sends a message that starts with "/"

@@ -281,7 +281,7 @@ def test_files_under_chatcli_home_are_the_users_alone(cli, model, monkeypatch, t
         child.expect_exact("echo: again")
         child.expect_exact("modes>")
         child.sendline("/undo")  # needs Redis: one line, and the REPL stays
-        child.expect_exact("/undo failed: lost the connection to Redis")
+        child.expect_exact("/undo: lost the connection to Redis")
         child.expect_exact("modes>")
         child.sendline("/exit")
         child.expect(pexpect.EOF)
