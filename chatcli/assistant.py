@@ -248,10 +248,20 @@ class Assistant:
 
 
 def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
-    """One clear line for whatever the OpenAI client raised."""
+    """One clear line for whatever the OpenAI client raised; never the API key, even if the server echoed it."""
+    error = _model_error(exc, assistant)
+    key = assistant.settings.api_key
+    if key and key in str(error):
+        error = type(error)(str(error).replace(key, "***"))
+    return error
+
+
+def _model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
     import openai
 
-    where = assistant.settings.base_url or "api.openai.com"
+    from chatcli.settings import redact_url
+
+    where = redact_url(assistant.settings.base_url) if assistant.settings.base_url else "api.openai.com"
     if isinstance(exc, openai.AuthenticationError):
         return ModelError(f"the model API at {where} rejected the API key (HTTP 401): check OPENAI_API_KEY")
     if isinstance(exc, openai.PermissionDeniedError):

@@ -19,7 +19,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from chatcli import __version__, exporting, render
-from chatcli.errors import ChatcliError, ExitCode, ModelError, NotFoundError, StorageError, UsageError
+from chatcli.errors import (
+    ChatcliError,
+    ExitCode,
+    ModelError,
+    NotFoundError,
+    StorageError,
+    StorageUnavailable,
+    UsageError,
+)
 from chatcli.files import write_atomically
 from chatcli.settings import Settings, load_settings
 
@@ -40,6 +48,28 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(server_app, name="server")
 
 _state = {"traceback": False}
+_secrets: set[str] = set()  # the API key and passwords of this run: never printed, whatever says them
+
+
+def scrub(text: str) -> str:
+    """`text` with every known secret replaced by ***."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _remember_secrets(settings: Settings) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    candidates = [settings.api_key]
+    for url in (settings.redis_url, settings.base_url):
+        if url:
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            candidates += [password, unquote(password) if password else None]
+    _secrets.update(c for c in candidates if c and len(c) >= 3)
 
 
 def stdout_console() -> Any:
@@ -62,7 +92,7 @@ def handle_errors(fn: F) -> F:
         except ChatcliError as exc:
             if _state["traceback"]:
                 raise
-            render.print_error(stderr_console(), str(exc))
+            render.print_error(stderr_console(), scrub(str(exc)))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             if _state["traceback"]:
@@ -96,15 +126,42 @@ SessionArg = Annotated[str, typer.Argument(help="Session id.", show_default=Fals
 
 
 def settings_for(**flags: Any) -> Settings:
-    return load_settings(flags)
+    settings = load_settings(flags)
+    _remember_secrets(settings)
+    return settings
 
 
-def open_store(settings: Settings) -> Any:
+def _notice(message: str) -> None:
+    render.print_notice(stderr_console(), scrub(message))
+
+
+def open_store(settings: Settings, spool: bool = False) -> Any:
+    """The session store. Turns spooled earlier for this Redis are flushed first, by every command.
+
+    With `spool` (chat, ask) a Redis that does not answer is not an error: turns go to the local spool
+    under CHATCLI_HOME and are written to Redis when it answers again.
+    """
     from chatcli import redis_server
+    from chatcli.files import private_dir
+    from chatcli.spool import Spool
     from chatcli.store import SessionStore
 
-    conn = redis_server.connect(settings)
-    return SessionStore(conn.client, settings.key_prefix, settings.ttl, conn.where)
+    private_dir(settings.home)  # created 0700 when missing: input history, spool, embedded server live here
+    try:
+        conn = redis_server.connect(settings)
+    except StorageUnavailable:
+        if not spool:
+            raise
+        conn = redis_server.offline_connection(settings)
+    store = SessionStore(conn.client, settings.key_prefix, settings.ttl, conn.where, Spool(settings.home), _notice)
+    try:
+        store.flush_spool()
+    except StorageUnavailable:
+        if not spool:
+            raise
+    if not spool:
+        store.spool = None
+    return store
 
 
 def checked_id(session_id: str) -> str:
@@ -194,7 +251,7 @@ def chat(
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
     _check_model_key(settings)
     session_id = checked_id(session) if session is not None else None
-    store = open_store(settings)
+    store = open_store(settings, spool=True)
     resumed = False
     if continue_:
         session_id = store.most_recent()
@@ -202,7 +259,10 @@ def chat(
             raise NotFoundError("no session to continue yet: start one with `chatcli chat`")
         resumed = True
     elif session_id is not None:
-        resumed = store.exists(session_id)
+        try:
+            resumed = store.exists(session_id)
+        except StorageUnavailable:
+            resumed = False  # Redis is down: the turns are spooled (the store says so)
     else:
         session_id = new_session_id()
     assistant = _assistant(settings, store, model, temperature, system)
@@ -228,7 +288,7 @@ def _scripted_chat(assistant: Any, session_id: str) -> None:
         try:
             turn = show_turn(assistant, session_id, text, console, err)
         except ModelError as exc:
-            render.print_error(err, str(exc))
+            render.print_error(err, scrub(str(exc)))
             failed = exc
             continue
         if turn.status == "interrupted":  # Ctrl-C ends a script: the lines after it are not sent
@@ -258,7 +318,7 @@ def ask(
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
     _check_model_key(settings)
     session_id = checked_id(session) if session is not None else new_session_id()
-    store = open_store(settings)
+    store = open_store(settings, spool=True)
     assistant = _assistant(settings, store, model, temperature, system)
     if session is None:
         announce_session(session_id)

@@ -29,6 +29,10 @@ class StorageError(ChatcliError):
     exit_code = ExitCode.STORAGE
 
 
+class StorageUnavailable(StorageError):
+    """Redis did not answer (refused, closed, timed out): what a spool can wait out, unlike bad credentials."""
+
+
 class ModelError(ChatcliError):
     exit_code = ExitCode.MODEL
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,3 +33,17 @@ def write_atomically(path: Path, write: Callable[[Any], int]) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents with mode 0700 (whatever the umask); existing ones are left alone."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        os.chmod(directory, 0o700)
+    return path

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -24,7 +25,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chatcli.errors import StorageError, UsageError
+from chatcli.errors import StorageError, StorageUnavailable, UsageError
+from chatcli.files import private_dir
 from chatcli.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 1.0  # seconds; an unreachable Redis must fail well inside 2 s
@@ -69,6 +71,15 @@ def connect(settings: Settings) -> Connection:
     return Connection(client, where, embedded=True)
 
 
+def offline_connection(settings: Settings) -> Connection:
+    """A client for the configured Redis without probing it: for chat/ask, which spool while it is down."""
+    if settings.redis_url:
+        return Connection(client_for_url(settings.redis_url), redact_url(settings.redis_url), embedded=False)
+    sock = socket_path(settings.home)
+    client = redis.Redis(unix_socket_path=str(sock), **_client_options())
+    return Connection(client, f"embedded server ({sock})", embedded=True)
+
+
 def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     try:
@@ -103,9 +114,19 @@ def _probe(client: Any, where: str, hint: str) -> None:
                 f"Redis at {where} needs a password: put it in the URL (redis://:PASSWORD@host)"
             ) from None
         raise StorageError(f"Redis at {where} answered with an error: {exc}") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except redis.TimeoutError as exc:
+        # something listens but does not answer like Redis: a wrong address, not a Redis that is down
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(f"cannot reach Redis at {where}: {reason}; {hint}") from None
+    except (redis.ConnectionError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
+            # a TLS failure (unknown CA, wrong host name) is a configuration to fix, not a Redis that is down
+            raise StorageError(
+                f"TLS with Redis at {where} failed: {reason}; give the CA as ?ssl_ca_certs=/path/ca.pem in the URL"
+            ) from None
+        # refused or unreachable: Redis is down (chat and ask spool until it is back)
+        raise StorageUnavailable(f"cannot reach Redis at {where}: {reason}; {hint}") from None
 
 
 # -- the embedded server ----------------------------------------------------------------------------
@@ -140,7 +161,7 @@ def socket_path(home: Path) -> Path:
 
 
 def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path)  # missing parents too (CHATCLI_HOME itself): 0700
     if path.stat().st_uid == os.getuid():
         os.chmod(path, 0o700)
 

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import redis
 
 from chatcli import exporting
-from chatcli.errors import NotFoundError, StorageError, UsageError
+from chatcli.errors import NotFoundError, StorageError, StorageUnavailable, UsageError
+from chatcli.spool import Record, Spool
 
 MAX_ID_LENGTH = 256
 _POP_IF_UNCHANGED = """
@@ -57,6 +58,7 @@ class Window:
     messages: list[dict[str, Any]]
     meta: dict[str, str]
     skipped: int = 0
+    offline: bool = False  # Redis did not answer: these are the messages this process and the spool know
 
 
 @dataclass
@@ -85,11 +87,26 @@ def _float(value: str | None) -> float | None:
 
 
 class SessionStore:
-    def __init__(self, client: Any, prefix: str = "message_store:", ttl: int | None = None, where: str = "Redis"):
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "message_store:",
+        ttl: int | None = None,
+        where: str = "Redis",
+        spool: Spool | None = None,
+        notify: Callable[[str], None] | None = None,
+    ):
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
-        self.where = where  # for error messages, already redacted
+        self.where = where  # for error messages, already redacted; also names the spool's target
+        # With a spool, writes that cannot reach Redis are kept on disk and flushed when it answers again,
+        # and a window read while it is down is served from what this process and the spool know.
+        self.spool = spool
+        self.notify = notify or (lambda _message: None)
+        self._told: set[str] = set()
+        self._recent: dict[str, list[dict[str, Any]]] = {}  # per session: the newest messages seen
+        self._recent_meta: dict[str, dict[str, str]] = {}
 
     # -- keys ------------------------------------------------------------------------------------
     def list_key(self, session_id: str) -> str:
@@ -110,7 +127,8 @@ class SessionStore:
         except redis.AuthenticationError:
             raise StorageError(f"Redis at {self.where} refused the credentials") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise StorageError(f"lost the connection to Redis at {self.where}: {exc}") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StorageUnavailable(f"lost the connection to Redis at {self.where}: {reason}") from None
         except redis.ResponseError as exc:
             raise StorageError(f"Redis at {self.where} answered with an error: {exc}") from None
 
@@ -119,7 +137,11 @@ class SessionStore:
 
     # -- reading ---------------------------------------------------------------------------------
     def window(self, session_id: str, size: int) -> Window:
-        """The newest `size` messages (oldest first) and the metadata: one pipelined round trip."""
+        """The newest `size` messages (oldest first) and the metadata: one pipelined round trip.
+
+        With a spool, spooled turns are flushed first (so they are in the window), and when Redis does not
+        answer the window is what this process last read and wrote plus the spooled turns (`offline`).
+        """
 
         def read() -> Window:
             pipe = self.client.pipeline(transaction=False)
@@ -129,7 +151,57 @@ class SessionStore:
             messages, skipped = self._parse(reversed(raw_items))
             return Window(messages, _decode_hash(raw_meta), skipped)
 
-        return self._run(read)
+        if self.spool is None:
+            return self._run(read)
+        try:
+            self.flush_spool()
+            window = self._run(read)
+        except StorageUnavailable:
+            return self._offline_window(session_id, size)
+        self._recent[session_id] = list(window.messages)
+        self._recent_meta[session_id] = dict(window.meta)
+        return window
+
+    def _offline_window(self, session_id: str, size: int) -> Window:
+        assert self.spool is not None
+        if session_id in self._recent:
+            messages = self._recent[session_id]
+        else:
+            messages = self.spool.entries_for(self.where, self.prefix, session_id)
+        self._tell_once(
+            "offline-read",
+            f"(Redis at {self.where} does not answer: the model sees the {len(messages)} messages of this "
+            "session kept locally)",
+        )
+        return Window(list(messages[-size:]), dict(self._recent_meta.get(session_id, {})), 0, offline=True)
+
+    def _tell_once(self, what: str, message: str) -> None:
+        if what not in self._told:
+            self._told.add(what)
+            self.notify(message)
+
+    def flush_spool(self) -> int:
+        """Write the turns spooled for this Redis, in order; returns how many messages were written.
+
+        Raises StorageUnavailable (records kept) when Redis still does not answer. A record Redis refuses
+        (an error reply) stays in the spool, with the ones after it, and the user is told; it never blocks
+        the command.
+        """
+        if self.spool is None or not self.spool.path.exists():
+            return 0
+        written, failure = self.spool.flush(
+            self.where, self.prefix, lambda r: self._write(r.session, r.entries, r.meta, r.incr)
+        )
+        if written:
+            self._told.discard("spooling")
+            self._told.discard("offline-read")
+            self.notify(f"(Redis at {self.where} answers again: wrote {written} spooled messages to it)")
+        if isinstance(failure, StorageError) and not isinstance(failure, StorageUnavailable):
+            reason = str(failure).rsplit("caused error: ", 1)[-1]
+            self._tell_once("flush-failed", f"(spooled turns stay in {self.spool.path}: Redis refused one: {reason})")
+        elif failure is not None:
+            raise failure
+        return written
 
     @staticmethod
     def _parse(raw_items: Any) -> tuple[list[dict[str, Any]], int]:
@@ -190,7 +262,39 @@ class SessionStore:
         meta: dict[str, str] | None = None,
         incr: dict[str, int] | None = None,
     ) -> None:
-        """Append messages (oldest first) and update metadata and index: one pipelined round trip."""
+        """Append messages (oldest first) and update metadata and index: one pipelined round trip.
+
+        With a spool, a write Redis does not answer is spooled (and the user told once) instead of failing.
+        """
+        if session_id in self._recent:
+            self._recent[session_id] = [*self._recent[session_id], *entries][-2000:]
+        if self.spool is None:
+            self._write(session_id, entries, meta, incr)
+            return
+        try:
+            self.flush_spool()
+            self._write(session_id, entries, meta, incr)
+        except StorageUnavailable:
+            record = Record(self.where, self.prefix, session_id, list(entries), dict(meta or {}), dict(incr or {}))
+            try:
+                self.spool.add(record)
+            except OSError as exc:
+                raise StorageError(
+                    f"Redis at {self.where} does not answer and the spool {self.spool.path} cannot be written: {exc}"
+                ) from None
+            self._tell_once(
+                "spooling",
+                f"(Redis at {self.where} does not answer: history is being spooled to {self.spool.path} "
+                "and will be written to Redis when it answers again)",
+            )
+
+    def _write(
+        self,
+        session_id: str,
+        entries: list[dict[str, Any]],
+        meta: dict[str, str] | None,
+        incr: dict[str, int] | None,
+    ) -> None:
         now = time.time()
         key, meta_key = self.list_key(session_id), self.meta_key(session_id)
 

@@ -245,3 +245,75 @@ def test_unreadable_entries_are_skipped_and_counted(cli, model, rdb, corrupt):
     again = cli("ask", "-s", "bad", "next")
     assert again.exit_code == 0
     assert [m["content"] for m in model.last_messages()[1:]] == ["hi", "echo: hi", "next"]
+
+
+def test_export_and_chat_skip_unreadable_entries_say_how_many_and_keep_the_rest(cli, model, rdb, tmp_path):
+    cli("chat", "-s", "mixed", input="one\ntwo\n")
+    key = "message_store:mixed"
+    # written by another program: interleaved with the valid ones (LINSERT keeps their positions)
+    for pivot, junk in [(0, b"{broken"), (2, b'{"type": "alien", "data": {"content": "x"}}'), (3, b"\xff\xfe")]:
+        rdb.linsert(key, "BEFORE", rdb.lindex(key, pivot), junk)
+    assert rdb.llen(key) == 7
+    valid = [("human", "one"), ("ai", "echo: one"), ("human", "two"), ("ai", "echo: two")]
+
+    as_json = cli("history", "export", "mixed", "--format", "json")
+    assert as_json.exit_code == 0
+    assert [(m["type"], m["data"]["content"]) for m in json.loads(as_json.stdout)["messages"]] == valid
+    assert "skipped 3" in as_json.stderr
+    target = tmp_path / "mixed.jsonl"
+    as_file = cli("history", "export", "mixed", "--format", "jsonl", "-o", str(target))
+    assert as_file.exit_code == 0 and "skipped 3" in as_file.stderr and "wrote 4 messages" in as_file.stderr
+    assert [(m["type"], m["data"]["content"]) for m in map(json.loads, target.read_text().splitlines())] == valid
+    as_md = cli("history", "export", "mixed", "--format", "markdown")
+    assert as_md.exit_code == 0 and as_md.stdout.count("\n## ") == 4 and "skipped 3" in as_md.stderr
+
+    chat = cli("chat", "-s", "mixed", input="three\n")
+    assert chat.exit_code == 0 and chat.stdout == "echo: three\n"
+    assert "skipped 3" in chat.stderr
+    assert [(m["role"], m["content"]) for m in model.last_messages()[1:]] == [
+        ("user", "one"),
+        ("assistant", "echo: one"),
+        ("user", "two"),
+        ("assistant", "echo: two"),
+        ("user", "three"),
+    ]
+    assert rdb.llen(key) == 9  # the unreadable entries are left where they are, never dropped
+
+
+def test_an_export_that_fails_midway_leaves_the_forced_target_intact(cli, model, rdb, redis_proc, tmp_path):
+    """Redis dies between two chunks of an export: exit 3, the old file untouched, no temp file left."""
+    import subprocess
+    import sys
+
+    entry = json.dumps({"type": "human", "data": {"content": "m" * 50}})
+    pipe = rdb.pipeline(transaction=False)
+    for _ in range(5):
+        pipe.lpush("message_store:big", *[entry] * 1000)  # 5 chunks of 1000 for the export to read
+    pipe.execute()
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "big.json"
+    target.write_text("precious")
+    monitor_conn = redis_proc.client()
+    with monitor_conn.monitor() as monitor:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatcli", "history", "export", "big", "-o", str(target), "--force"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            while "LRANGE" not in monitor.next_command()["command"]:
+                pass
+            # the first chunk was read: hold every later command, then kill the server under them
+            redis_proc.client().client_pause(10_000)
+            redis_proc.proc.kill()
+            redis_proc.proc.wait(10)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            redis_proc.restart()
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert target.read_text() == "precious"
+    assert [p.name for p in target.parent.iterdir()] == ["big.json"]  # no temp file left behind
