@@ -10,14 +10,16 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
 from chatcli import exporting
+
+if TYPE_CHECKING:  # rich.markdown (markdown-it) is imported only when a terminal shows Markdown
+    from rich.markdown import Markdown
 
 # CSI, OSC (ended by BEL or ST), other two-byte escapes, and C0/C1 controls but tab and newline.
 _ESCAPES = re.compile(
@@ -72,6 +74,8 @@ def print_messages(console: Console, entries: Iterable[dict[str, Any]]) -> int:
         console.print(header)
         body = exporting.text(entry)
         if console.is_terminal:
+            from rich.markdown import Markdown
+
             console.print(Markdown(sanitize(body)))
         else:
             console.print(Text(body), soft_wrap=True)
@@ -160,6 +164,8 @@ class MarkdownAnswer:
         self.tail = ""
 
     def _markdown(self, text: str) -> Markdown:
+        from rich.markdown import Markdown
+
         if self.fence is not None:
             marker, lang = self.fence
             text = f"{marker}{lang}\n{text}\n{marker}"
