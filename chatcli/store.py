@@ -117,15 +117,31 @@ class SessionStore:
         self._run(self.client.ping)
 
     # -- reading ---------------------------------------------------------------------------------
-    def window(self, session_id: str, size: int) -> Window:
-        """The newest `size` messages (oldest first) and the metadata: one pipelined round trip."""
+    def window(self, session_id: str, size: int, fits: Callable[[dict[str, Any]], bool] | None = None) -> Window:
+        """The newest `size` messages (oldest first) and the metadata: one pipelined round trip.
+
+        With `fits`, messages are parsed newest first and parsing stops at the first one `fits` rejects:
+        a turn parses what its token budget keeps, not the whole window.
+        """
 
         def read() -> Window:
             pipe = self.client.pipeline(transaction=False)
             pipe.lrange(self.list_key(session_id), 0, size - 1)
             pipe.hgetall(self.meta_key(session_id))
             raw_items, raw_meta = pipe.execute()
-            messages, skipped = self._parse(reversed(raw_items))
+            if fits is None:
+                messages, skipped = self._parse(reversed(raw_items))
+            else:
+                messages, skipped = [], 0
+                for raw in raw_items:  # newest first
+                    entry = exporting.parse_entry(raw)
+                    if entry is None:
+                        skipped += 1
+                    elif not fits(entry):
+                        break
+                    else:
+                        messages.append(entry)
+                messages.reverse()
             return Window(messages, _decode_hash(raw_meta), skipped)
 
         return self._run(read)
