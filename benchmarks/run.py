@@ -377,6 +377,7 @@ def bench_turns(quick: bool, url: str, tmp: Path) -> None:
     from chatcli.settings import DEFAULT_MAX_HISTORY_TOKENS
     from tests.model_server import ModelServer
 
+    warnings.simplefilter("ignore")  # importing langchain_core turned its deprecation notices back on
     default, small_budget = DEFAULT_MAX_HISTORY_TOKENS, 1000
     print(
         f"2, 3. per turn: 10, 1,000 and 10,000 stored messages of {QUESTION_CHARS}/{ANSWER_CHARS} characters,"
