@@ -473,7 +473,7 @@ def bench_turns(quick: bool, url: str, tmp: Path) -> None:
                 turns[name] = chatcli_turn(Assistant(settings, SessionStore(redis.Redis.from_url(url))), sid)
             restore[name] = trim_back(store.list_key(sid), n)
 
-        rounds = 8 if quick else 40
+        rounds = 12 if quick else 40
         sparse = {"seed @10000": 4 if quick else 6, "seed @1000": 2}  # seconds a turn: fewer samples
         times: dict[str, dict[int, float]] = {name: {} for name in turns}
         trips: dict[str, list[int]] = {name: [] for name in turns}
