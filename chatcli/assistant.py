@@ -9,7 +9,7 @@ reader stops early, so a turn saves exactly the text it yielded, flagged when it
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,21 @@ def approx_tokens(entry: dict[str, Any]) -> int:
 def window_size(max_tokens: int) -> int:
     """How many of the newest messages one turn reads: no message costs fewer than ~8 tokens here."""
     return max(16, max_tokens // 8)
+
+
+def budget(max_tokens: int) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for SessionStore.window: accepts messages, newest first, while they fit in `max_tokens`."""
+    remaining = max_tokens
+
+    def fits(entry: dict[str, Any]) -> bool:
+        nonlocal remaining
+        cost = approx_tokens(entry)
+        if cost > remaining:
+            return False
+        remaining -= cost
+        return True
+
+    return fits
 
 
 def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
@@ -73,7 +88,7 @@ class SessionHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         if self.window is None:
-            self.window = self.store.window(self.session_id, window_size(self.max_tokens))
+            self.window = self.store.window(self.session_id, window_size(self.max_tokens), budget(self.max_tokens))
         return messages_from_dict(trim(self.window.messages, self.max_tokens))
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -107,7 +122,8 @@ class Turn:
 
     def __iter__(self) -> Iterator[str]:
         assistant = self.assistant
-        window = assistant.store.window(self.session_id, window_size(assistant.settings.max_history_tokens))
+        max_tokens = assistant.settings.max_history_tokens
+        window = assistant.store.window(self.session_id, window_size(max_tokens), budget(max_tokens))
         self.skipped = window.skipped
         system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
         history = SessionHistory(

@@ -14,11 +14,12 @@ from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
 from chatcli import exporting
+
+# rich.markdown (markdown-it) is imported only when a terminal shows Markdown: it costs every command.
 
 # CSI, OSC (ended by BEL or ST), other two-byte escapes, and C0/C1 controls but tab and newline.
 _ESCAPES = re.compile(
@@ -83,6 +84,8 @@ def print_messages(console: Console, entries: Iterable[dict[str, Any]]) -> int:
         console.print(header)
         body = exporting.text(entry)
         if console.is_terminal:
+            from rich.markdown import Markdown
+
             console.print(Markdown(sanitize(body)))
         else:
             console.print(Text(body), soft_wrap=True)
@@ -199,6 +202,8 @@ class MarkdownAnswer:
         self.tail = ""
 
     def _markdown(self, text: str) -> Trimmed:
+        from rich.markdown import Markdown
+
         if self.fence is not None:
             marker, lang = self.fence
             text = f"{marker}{lang}\n{text}\n{marker}"

@@ -136,8 +136,11 @@ class SessionStore:
         self._run(self.client.ping)
 
     # -- reading ---------------------------------------------------------------------------------
-    def window(self, session_id: str, size: int) -> Window:
+    def window(self, session_id: str, size: int, fits: Callable[[dict[str, Any]], bool] | None = None) -> Window:
         """The newest `size` messages (oldest first) and the metadata: one pipelined round trip.
+
+        With `fits`, messages are parsed newest first and parsing stops at the first one `fits` rejects:
+        a turn parses what its token budget keeps, not the whole window.
 
         With a spool, spooled turns are flushed first (so they are in the window), and when Redis does not
         answer the window is what this process last read and wrote plus the spooled turns (`offline`).
@@ -148,7 +151,19 @@ class SessionStore:
             pipe.lrange(self.list_key(session_id), 0, size - 1)
             pipe.hgetall(self.meta_key(session_id))
             raw_items, raw_meta = pipe.execute()
-            messages, skipped = self._parse(reversed(raw_items))
+            if fits is None:
+                messages, skipped = self._parse(reversed(raw_items))
+            else:
+                messages, skipped = [], 0
+                for raw in raw_items:  # newest first
+                    entry = exporting.parse_entry(raw)
+                    if entry is None:
+                        skipped += 1
+                    elif not fits(entry):
+                        break
+                    else:
+                        messages.append(entry)
+                messages.reverse()
             return Window(messages, _decode_hash(raw_meta), skipped)
 
         if self.spool is None:
