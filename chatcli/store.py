@@ -5,6 +5,13 @@ Layout (compatible with langchain_community's RedisChatMessageHistory):
   chatcli:meta:{<prefix><id>}       hash: created, updated, title, system, model, input_tokens, output_tokens
   chatcli:index:{<prefix>}          sorted set of session ids scored by last activity (epoch seconds)
 The braces are Redis Cluster hash tags: a session's list and metadata share one slot.
+
+On a single node a write (list + metadata + index) is one MULTI/EXEC. On a Redis Cluster the index lives
+in another slot than the session, so a write is one MULTI/EXEC on the session's slot followed by a
+separate ZADD/ZREM on the index. That second step is idempotent (ZADD of the same id, or a later score;
+ZREM of a gone id) and is redone by the next write; `list_sessions` drops index rows whose session is
+gone, and `sessions adopt` re-adds sessions missing from the index. So if the second step fails, the
+session itself is whole and the index is repaired by the next write, list or adopt.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from chatcli import exporting
 from chatcli.errors import NotFoundError, StorageError, UsageError
@@ -90,6 +99,7 @@ class SessionStore:
         self.prefix = prefix
         self.ttl = ttl
         self.where = where  # for error messages, already redacted
+        self.cluster = isinstance(client, RedisCluster)
 
     # -- keys ------------------------------------------------------------------------------------
     def list_key(self, session_id: str) -> str:
@@ -112,6 +122,8 @@ class SessionStore:
             raise StorageError(f"lost the connection to Redis at {self.where}: {exc}") from None
         except redis.ResponseError as exc:
             raise StorageError(f"Redis at {self.where} answered with an error: {exc}") from None
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise StorageError(f"Redis at {self.where} failed: {exc}") from None
 
     def ping(self) -> None:
         self._run(self.client.ping)
@@ -202,12 +214,41 @@ class SessionStore:
             for name, amount in (incr or {}).items():
                 if amount:
                     pipe.hincrby(meta_key, name, amount)
-            if self.ttl:
-                pipe.expire(key, self.ttl)
-                pipe.expire(meta_key, self.ttl)
-            pipe.zadd(self.index_key, {session_id: now})
+            self._expire(pipe, session_id)
 
-        self._run(lambda: self._transaction(build))
+        self._write(build, index_add={session_id: now})
+
+    def _expire(self, pipe: Any, session_id: str) -> None:
+        if self.ttl:
+            pipe.expire(self.list_key(session_id), self.ttl)
+            pipe.expire(self.meta_key(session_id), self.ttl)
+
+    def _write(
+        self,
+        build: Callable[[Any], Any],
+        index_add: dict[str, float] | None = None,
+        index_remove: list[str] | None = None,
+    ) -> list[Any]:
+        """`build` (commands on ONE session's slot) and the index update, as one MULTI/EXEC on a single
+        node; on a cluster, a MULTI/EXEC on the session's slot, then the idempotent index step."""
+
+        def index(pipe: Any) -> None:
+            if index_add:
+                pipe.zadd(self.index_key, index_add)
+            if index_remove:
+                pipe.zrem(self.index_key, *index_remove)
+
+        if not self.cluster:
+
+            def both(pipe: Any) -> None:
+                build(pipe)
+                index(pipe)
+
+            return self._run(lambda: self._transaction(both))
+        result = self._run(lambda: self._transaction(build))
+        if index_add or index_remove:
+            self._run(lambda: self._pipe_exec(index))
+        return result
 
     def pop_exchange(self, session_id: str) -> list[dict[str, Any]] | None:
         """Remove the newest question and its answer (oldest first), if the list ends with such a pair."""
@@ -281,10 +322,15 @@ class SessionStore:
         return rows, (offset + limit if more else None)
 
     def delete(self, session_ids: list[str]) -> None:
+        """Delete sessions and their index rows. One non-transactional pipeline: on a cluster it spans
+        slots (redis-py sends each command to its node; multi-key DEL is not allowed there)."""
+
         def build(pipe: Any) -> None:
             for sid in session_ids:
-                pipe.delete(self.list_key(sid), self.meta_key(sid))
-                pipe.zrem(self.index_key, sid)
+                pipe.delete(self.list_key(sid))
+                pipe.delete(self.meta_key(sid))
+            if session_ids:
+                pipe.zrem(self.index_key, *session_ids)
 
         self._run(lambda: self._pipe_exec(build))
 
