@@ -157,6 +157,10 @@ Temperature = Annotated[
 ]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (OPENAI_BASE_URL).")]
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session id; default: a new session.")]
+Ttl = Annotated[
+    int | None,
+    typer.Option("--ttl", min=1, help="Seconds an idle session lives, refreshed on each turn (CHATCLI_TTL)."),
+]
 
 
 @app.command()
@@ -171,11 +175,12 @@ def chat(
     temperature: Temperature = None,
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
+    ttl: Ttl = None,
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
-    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
     _check_model_key(settings)
     session_id = checked_id(session) if session is not None else None
     store = open_store(settings)
@@ -230,13 +235,14 @@ def ask(
     temperature: Temperature = None,
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
+    ttl: Ttl = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
     piped = "" if sys.stdin.isatty() else sys.stdin.read()
     text = "\n\n".join(part for part in (question or "", piped.strip("\n")) if part.strip())
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
-    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
     _check_model_key(settings)
     session_id = checked_id(session) if session is not None else new_session_id()
     store = open_store(settings)
@@ -392,6 +398,46 @@ def sessions_clear(
             raise typer.Exit(int(ExitCode.ERROR))
     deleted = store.clear()
     render.print_notice(stderr_console(), f"deleted {deleted} session{'s' if deleted != 1 else ''}")
+
+
+def _confirm(what: str, yes: bool) -> None:
+    """Ask before deleting; stdin not a terminal and no --yes: exit 2, nothing changed."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"would delete {what}: pass --yes to confirm (stdin is not a terminal)")
+    if not typer.confirm(f"Delete {what}?", default=False, err=True):
+        render.print_notice(stderr_console(), "nothing deleted")
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _plural(count: int, word: str = "session") -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+@sessions_app.command("prune")
+@handle_errors
+def sessions_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Idle longer than this: 90s, 15m, 12h, 30d, 2w.", show_default=False)
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Delete sessions idle longer than --older-than (by their last activity in the index)."""
+    import time
+
+    from chatcli.settings import parse_duration
+
+    age = parse_duration(older_than)
+    store = open_store(settings_for(redis_url=redis_url))
+    ids = store.idle_sessions(time.time() - age)
+    if not ids:
+        render.print_notice(stderr_console(), f"no sessions idle longer than {older_than}")
+        return
+    _confirm(f"{_plural(len(ids))} idle longer than {older_than}", yes)
+    deleted = store.delete_in_batches(ids)
+    render.print_notice(stderr_console(), f"deleted {_plural(deleted)}")
 
 
 # -- the embedded server ----------------------------------------------------------------------------

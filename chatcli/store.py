@@ -86,7 +86,7 @@ def _s(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _float(value: str | None) -> float | None:
+def _float(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -282,8 +282,48 @@ class SessionStore:
         return int(self._run(lambda: self.client.zcard(self.index_key)))
 
     def most_recent(self) -> str | None:
-        ids = self._run(lambda: self.client.zrevrange(self.index_key, 0, 0))
-        return _s(ids[0]) if ids else None
+        """The most recently active session that still exists (expired ones are dropped from the index)."""
+        while True:
+            ids = [_s(m) for m in self._run(lambda: self.client.zrevrange(self.index_key, 0, 9))]
+            if not ids:
+                return None
+            alive = self._alive(ids)
+            stale = [sid for sid, ok in zip(ids, alive, strict=True) if not ok]
+            for sid, ok in zip(ids, alive, strict=True):
+                if ok:
+                    return sid
+            self._run(lambda: self.client.zrem(self.index_key, *stale))  # noqa: B023
+
+    def _alive(self, session_ids: list[str]) -> list[bool]:
+        def build(pipe: Any) -> None:
+            for sid in session_ids:
+                pipe.exists(self.list_key(sid))
+                pipe.exists(self.meta_key(sid))
+
+        found = self._run(lambda: self._pipe_exec(build))
+        return [bool(found[2 * i] or found[2 * i + 1]) for i in range(len(session_ids))]
+
+    def idle_sessions(self, cutoff: float) -> list[str]:
+        """Indexed sessions whose last activity is before `cutoff` (epoch seconds), oldest first.
+
+        Read from the index scores (ZRANGEBYSCORE); a session whose metadata says it was active since
+        (its index step was lost on a cluster) is not counted as idle."""
+        ids = [_s(m) for m in self._run(lambda: self.client.zrangebyscore(self.index_key, "-inf", f"({cutoff!r}"))]
+        if not ids:
+            return []
+
+        def build(pipe: Any) -> None:
+            for sid in ids:
+                pipe.hget(self.meta_key(sid), "updated")
+
+        updated = self._run(lambda: self._pipe_exec(build))
+        last = [(_float(_s(raw)) if raw is not None else None) or 0.0 for raw in updated]
+        return [sid for sid, when in zip(ids, last, strict=True) if when < cutoff]
+
+    def delete_in_batches(self, session_ids: list[str], batch: int = 500) -> int:
+        for start in range(0, len(session_ids), batch):
+            self.delete(session_ids[start : start + batch])
+        return len(session_ids)
 
     def list_sessions(self, limit: int = 50, offset: int = 0) -> tuple[list[SessionInfo], int | None]:
         """One page of the index, newest activity first, and the offset of the next page (or None)."""
