@@ -316,6 +316,33 @@ def history_export(
     _skipped_notice(skipped[0])
 
 
+@history_app.command("import")
+@handle_errors
+def history_import(
+    file: Annotated[Path, typer.Argument(help="A chatcli json/jsonl export, or OpenAI messages JSON.")],
+    session: Annotated[
+        str | None,
+        typer.Option("--session", "-s", help="Session id; default: the export's session, else the file name."),
+    ] = None,
+    append: Annotated[bool, typer.Option("--append", help="Add to an existing session.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing session.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Import a conversation: all of it or nothing. Refuses an existing session unless --append or --replace."""
+    from chatcli.importing import read_conversation
+
+    if append and replace:
+        raise UsageError("--append and --replace exclude each other")
+    conversation = read_conversation(file)  # validated completely before anything is written
+    session_id = checked_id(session or conversation.session or file.stem)
+    meta = {"system": conversation.system} if conversation.system else {}
+    store = open_store(settings_for(redis_url=redis_url))
+    mode = "append" if append else "replace" if replace else "new"
+    store.import_session(session_id, conversation.entries, mode=mode, meta=meta)
+    count = len(conversation.entries)
+    render.print_notice(stderr_console(), f"imported {_plural(count, 'message')} into session {session_id}")
+
+
 # -- sessions ---------------------------------------------------------------------------------------
 
 

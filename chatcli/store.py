@@ -250,6 +250,52 @@ class SessionStore:
             self._run(lambda: self._pipe_exec(index))
         return result
 
+    def import_session(
+        self, session_id: str, entries: list[dict[str, Any]], mode: str = "new", meta: dict[str, str] | None = None
+    ) -> None:
+        """Write imported messages (oldest first) all-or-nothing: one MULTI/EXEC on the session's slot.
+
+        mode "new" refuses an existing session (checked under WATCH, so a concurrent writer cannot slip in),
+        "append" adds after the existing messages, "replace" drops the old messages and metadata first.
+        The index row is part of the MULTI/EXEC on a single node. On a cluster it is the separate,
+        idempotent ZADD after it (see the module docstring): if that step fails, the session is whole and
+        the next write to it, `sessions adopt` or `sessions list --all` brings it back into the index.
+        """
+        now = time.time()
+        key, meta_key = self.list_key(session_id), self.meta_key(session_id)
+        encoded = [exporting.encode_entry(e) for e in entries]
+
+        def attempt() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(key, meta_key)
+                if mode == "new" and (pipe.exists(key) or pipe.exists(meta_key)):
+                    raise UsageError(
+                        f"session {session_id!r} exists: pass --append to add to it or --replace to overwrite it"
+                    )
+                pipe.multi()
+                if mode == "replace":
+                    pipe.delete(key)
+                    pipe.delete(meta_key)
+                for start in range(0, len(encoded), 1000):
+                    pipe.lpush(key, *encoded[start : start + 1000])
+                pipe.hsetnx(meta_key, "created", repr(now))
+                pipe.hset(meta_key, mapping={"updated": repr(now), **(meta or {})})
+                self._expire(pipe, session_id)
+                if not self.cluster:
+                    pipe.zadd(self.index_key, {session_id: now})
+                pipe.execute()
+            except redis.WatchError:
+                raise StorageError(
+                    f"session {session_id!r} changed while importing; nothing was written: run the import again"
+                ) from None
+            finally:
+                pipe.reset()
+
+        self._run(attempt)
+        if self.cluster:
+            self._run(lambda: self.client.zadd(self.index_key, {session_id: now}))
+
     def pop_exchange(self, session_id: str) -> list[dict[str, Any]] | None:
         """Remove the newest question and its answer (oldest first), if the list ends with such a pair."""
         key = self.list_key(session_id)
