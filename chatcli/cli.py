@@ -442,6 +442,34 @@ def _plural(count: int, word: str = "session") -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
 
+@sessions_app.command("rename")
+@handle_errors
+def sessions_rename(
+    old: Annotated[str, typer.Argument(help="The session to rename.", show_default=False)],
+    new: Annotated[str, typer.Argument(help="Its new id (must not exist).", show_default=False)],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Rename a session (messages, metadata, place in the list)."""
+    checked_id(old)
+    checked_id(new)
+    count = open_store(settings_for(redis_url=redis_url)).copy_session(old, new, move=True)
+    render.print_notice(stderr_console(), f"renamed {old} to {new} ({_plural(count, 'message')})")
+
+
+@sessions_app.command("fork")
+@handle_errors
+def sessions_fork(
+    session_id: SessionArg,
+    new: Annotated[str, typer.Argument(help="The id of the copy (must not exist).", show_default=False)],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Copy a session, to try another branch of the conversation without touching the original."""
+    checked_id(session_id)
+    checked_id(new)
+    count = open_store(settings_for(redis_url=redis_url)).copy_session(session_id, new)
+    render.print_notice(stderr_console(), f"forked {session_id} as {new} ({_plural(count, 'message')})")
+
+
 @sessions_app.command("prune")
 @handle_errors
 def sessions_prune(

@@ -296,6 +296,104 @@ class SessionStore:
         if self.cluster:
             self._run(lambda: self.client.zadd(self.index_key, {session_id: now}))
 
+    def copy_session(self, old: str, new: str, move: bool = False) -> int:
+        """Fork (copy) or, with `move`, rename a session: messages, metadata and its index row.
+
+        Read + write rather than COPY/RENAME, which need both keys in one slot. On a single node it is one
+        MULTI/EXEC under WATCH of both sessions. On a cluster the two ids hash to different slots, so: read
+        OLD; one MULTI/EXEC on NEW's slot (WATCHed, refused if NEW exists); the index ZADD; and for a rename
+        one MULTI/EXEC on OLD's slot that deletes it only if it is unchanged since the read, then the ZREM.
+        If a rename stops between steps, NEW is a whole copy and OLD is still there (nothing is lost).
+        Returns the number of messages copied.
+        """
+        if old == new:
+            raise UsageError("the new session id is the same as the old one")
+        now = time.time()
+        okey, omkey, nkey, nmkey = self.list_key(old), self.meta_key(old), self.list_key(new), self.meta_key(new)
+
+        def read(reader: Any) -> tuple[list[Any], dict[str, str], float]:
+            items = list(reader.lrange(okey, 0, -1))
+            meta = _decode_hash(reader.hgetall(omkey))
+            if not items and not meta:
+                raise NotFoundError(f"no session named {old!r}")
+            score = self.client.zscore(self.index_key, old)
+            return items, meta, float(score) if score is not None and move else now
+
+        def write(pipe: Any, items: list[Any], meta: dict[str, str]) -> None:
+            if pipe.exists(nkey) or pipe.exists(nmkey):
+                raise UsageError(f"session {new!r} exists: choose another id or delete it first")
+            pipe.multi()
+            for start in range(0, len(items), 1000):
+                pipe.rpush(nkey, *items[start : start + 1000])  # same order: newest first
+            new_meta = dict(meta) if move else {**meta, "created": repr(now), "forked_from": old}
+            new_meta.setdefault("updated", repr(now))
+            if not move:
+                new_meta["updated"] = repr(now)
+            pipe.hset(nmkey, mapping=new_meta)
+            self._expire(pipe, new)
+
+        def changed(exc: redis.WatchError) -> StorageError:
+            return StorageError(f"session {old!r} or {new!r} changed meanwhile; nothing was changed: try again")
+
+        if not self.cluster:
+
+            def at_once() -> int:
+                pipe = self.client.pipeline(transaction=True)
+                try:
+                    pipe.watch(okey, omkey, nkey, nmkey)
+                    items, meta, score = read(pipe)
+                    write(pipe, items, meta)
+                    pipe.zadd(self.index_key, {new: score})
+                    if move:
+                        pipe.delete(okey)
+                        pipe.delete(omkey)
+                        pipe.zrem(self.index_key, old)
+                    pipe.execute()
+                    return len(items)
+                except redis.WatchError as exc:
+                    raise changed(exc) from None
+                finally:
+                    pipe.reset()
+
+            return self._run(at_once)
+
+        items, meta, score = self._run(lambda: read(self.client))
+
+        def write_new() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(nkey, nmkey)
+                write(pipe, items, meta)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise changed(exc) from None
+            finally:
+                pipe.reset()
+
+        def drop_old() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(okey, omkey)
+                if list(pipe.lrange(okey, 0, -1)) != items:
+                    raise StorageError(f"session {old!r} changed during the rename: {new!r} is a copy, {old!r} is kept")
+                pipe.multi()
+                pipe.delete(okey)
+                pipe.delete(omkey)
+                pipe.execute()
+            except redis.WatchError:
+                raise StorageError(
+                    f"session {old!r} changed during the rename: {new!r} is a copy, {old!r} is kept"
+                ) from None
+            finally:
+                pipe.reset()
+
+        self._run(write_new)
+        self._run(lambda: self.client.zadd(self.index_key, {new: score}))
+        if move:
+            self._run(drop_old)
+            self._run(lambda: self.client.zrem(self.index_key, old))
+        return len(items)
+
     def pop_exchange(self, session_id: str) -> list[dict[str, Any]] | None:
         """Remove the newest question and its answer (oldest first), if the list ends with such a pair."""
         key = self.list_key(session_id)
