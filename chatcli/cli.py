@@ -352,6 +352,10 @@ def sessions_list(
     as_json: Annotated[bool, typer.Option("--json", help='Print {"sessions": [...], "next_cursor"} as JSON.')] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Sessions per page.")] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page.")] = None,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", "-a", help="Also find sessions other programs wrote (SCAN), marked unindexed."),
+    ] = False,
     redis_url: RedisUrl = None,
 ) -> None:
     """List sessions, most recently active first."""
@@ -362,6 +366,8 @@ def sessions_list(
         offset = int(cursor)
     store = open_store(settings_for(redis_url=redis_url))
     rows, next_offset = store.list_sessions(limit=limit, offset=offset)
+    if all_ and next_offset is None:  # unindexed sessions come after the last page of the index
+        rows += store.unindexed_sessions()
     next_cursor = str(next_offset) if next_offset is not None else None
     if as_json:
         payload = {
@@ -372,6 +378,7 @@ def sessions_list(
                     "created": render.iso(r.created),
                     "updated": render.iso(r.updated),
                     "title": r.title,
+                    **({"indexed": r.indexed} if all_ else {}),
                 }
                 for r in rows
             ],
@@ -440,6 +447,14 @@ def _confirm(what: str, yes: bool) -> None:
 
 def _plural(count: int, word: str = "session") -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+@sessions_app.command("adopt")
+@handle_errors
+def sessions_adopt(redis_url: RedisUrl = None) -> None:
+    """Add sessions other programs wrote (`sessions list --all` shows them) to chatcli's index."""
+    adopted = open_store(settings_for(redis_url=redis_url)).adopt()
+    render.print_notice(stderr_console(), f"adopted {_plural(len(adopted))}" if adopted else "nothing to adopt")
 
 
 @sessions_app.command("rename")

@@ -87,6 +87,8 @@ def print_sessions(console: Console, rows: Iterable[Any]) -> None:
     table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=60)
     for row in rows:
         updated = datetime.fromtimestamp(row.updated).strftime("%Y-%m-%d %H:%M") if row.updated else ""
+        if not getattr(row, "indexed", True):
+            updated = f"{updated} (unindexed)".strip()
         table.add_row(Text(sanitize(row.id)), str(row.messages), updated, Text(sanitize(row.title)))
     console.print(table)
 

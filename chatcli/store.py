@@ -76,6 +76,12 @@ class SessionInfo:
     updated: float | None
     title: str
     meta: dict[str, str] = field(default_factory=dict)
+    indexed: bool = True
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH / KEYS pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
@@ -504,6 +510,74 @@ class SessionStore:
         if stale:
             self._run(lambda: self.client.zrem(self.index_key, *stale))
         return rows, (offset + limit if more else None)
+
+    def unindexed_sessions(self, batch: int = 500) -> list[SessionInfo]:
+        """Sessions in the LangChain layout (`<prefix><id>` lists) that chatcli's index does not list:
+        written by other programs. SCAN MATCH on the prefix (glob characters escaped), TYPE list; on a
+        cluster redis-py scans every primary. Ids chatcli cannot use (braces, control characters) are left out.
+        """
+        pattern = glob_escape(self.prefix) + "*"
+
+        def scan() -> list[str]:
+            found = []
+            for raw in self.client.scan_iter(match=pattern, count=batch, _type="list"):
+                try:
+                    key = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+                except UnicodeDecodeError:
+                    continue
+                sid = key[len(self.prefix) :]
+                try:
+                    validate_session_id(sid)
+                except UsageError:
+                    continue
+                found.append(sid)
+            return sorted(set(found))
+
+        candidates = self._run(scan)
+        rows: list[SessionInfo] = []
+        for start in range(0, len(candidates), batch):
+            ids = candidates[start : start + batch]
+            scores = self._run(lambda: self._pipe_exec(lambda p: [p.zscore(self.index_key, sid) for sid in ids]))  # noqa: B023
+            ids = [sid for sid, score in zip(ids, scores, strict=True) if score is None]
+            if not ids:
+                continue
+
+            def build(pipe: Any) -> None:
+                for sid in ids:  # noqa: B023
+                    pipe.hgetall(self.meta_key(sid))
+                    pipe.llen(self.list_key(sid))
+                    pipe.lindex(self.list_key(sid), -1)
+
+            results = self._run(lambda: self._pipe_exec(build))
+            for i, sid in enumerate(ids):
+                raw_meta, length, oldest = results[3 * i : 3 * i + 3]
+                if not length:
+                    continue  # gone since the scan
+                meta = _decode_hash(raw_meta)
+                first = exporting.parse_entry(oldest) if oldest is not None else None
+                rows.append(
+                    SessionInfo(
+                        id=sid,
+                        messages=int(length),
+                        created=_float(meta.get("created")),
+                        updated=_float(meta.get("updated")),
+                        title=meta.get("title") or exporting.title_from(first),
+                        meta=meta,
+                        indexed=False,
+                    )
+                )
+        rows.sort(key=lambda r: (-(r.updated or 0.0), r.id))
+        return rows
+
+    def adopt(self) -> list[str]:
+        """Add unindexed sessions to the index (ZADD NX, idempotent), scored by their metadata's last
+        activity when they have one, else now. Returns the adopted ids."""
+        rows = self.unindexed_sessions()
+        now = time.time()
+        if rows:
+            scores = {r.id: r.updated or now for r in rows}
+            self._run(lambda: self.client.zadd(self.index_key, scores, nx=True))
+        return [r.id for r in rows]
 
     def delete(self, session_ids: list[str]) -> None:
         """Delete sessions and their index rows. One non-transactional pipeline: on a cluster it spans
