@@ -510,6 +510,31 @@ def sessions_prune(
     render.print_notice(stderr_console(), f"deleted {_plural(deleted)}")
 
 
+# -- doctor -----------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def doctor(
+    model: Model = None,
+    base_url: BaseUrl = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Check the setup, one line each: settings and where they came from, Redis, the model endpoint,
+    the model and the API key. Exit code 1 when any check fails."""
+    from chatcli import doctor as checks
+
+    try:
+        settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    except UsageError as exc:
+        results = [checks.Check(False, "settings", str(exc))]
+    else:
+        results = checks.run(settings)
+    render.print_checks(stdout_console(), results)
+    if not all(c.ok for c in results):
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
 # -- the embedded server ----------------------------------------------------------------------------
 
 

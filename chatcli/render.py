@@ -93,6 +93,13 @@ def print_sessions(console: Console, rows: Iterable[Any]) -> None:
     console.print(table)
 
 
+def print_checks(console: Console, checks: Iterable[Any]) -> None:
+    """`chatcli doctor`: one line per check, "ok" or "FAIL", the name, the detail."""
+    for check in checks:
+        mark = Text("ok  ", style="green") if check.ok else Text("FAIL", style="bold red")
+        console.print(Text.assemble(mark, f"  {check.name:<19} ", sanitize(check.detail)), soft_wrap=True)
+
+
 def print_usage(console: Console, usage: tuple[int, int] | None) -> None:
     if usage:
         console.print(Text(f"tokens: {usage[0]} in, {usage[1]} out", style="dim"))
