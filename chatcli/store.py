@@ -106,6 +106,9 @@ class SessionStore:
         self.ttl = ttl
         self.where = where  # for error messages, already redacted
         self.cluster = isinstance(client, RedisCluster)
+        if self.cluster and ("{" in prefix or "}" in prefix):
+            # the list key would hash on the prefix's own tag, not on the meta key's: CROSSSLOT
+            raise UsageError(f"key prefix {prefix!r} contains '{{' or '}}': not usable on a Redis Cluster")
 
     # -- keys ------------------------------------------------------------------------------------
     def list_key(self, session_id: str) -> str:

@@ -186,7 +186,8 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`@pytest.mark.any_redis`: run the test against the single node and against the cluster."""
-    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("any_redis"):
+    explicit = any("redis_url" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
+    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("any_redis") and not explicit:
         metafunc.parametrize("redis_url", ["single", "cluster"], indirect=True)
 
 
