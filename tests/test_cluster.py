@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,24 @@ def test_a_turn_on_a_cluster_is_one_transaction_on_the_session_slot_then_the_ind
     write = ops[ops.index("MULTI") :]
     assert write[0] == "MULTI" and write[1] == "LPUSH" and write[-1] == "EXEC" and "ZADD" not in write
     assert any(c.startswith("ZADD chatcli:index:{message_store:}") and session in c for c in commands["index"])
+
+
+def test_the_repl_storage_operations_work_on_both(redis_url):
+    """What /undo, /retry, /clear and /system do, through the store the REPL uses."""
+    from chatcli import redis_server
+    from chatcli.settings import Settings
+    from chatcli.store import SessionStore
+
+    conn = redis_server.connect(Settings(home=Path("/nonexistent"), redis_url=redis_url))
+    store = SessionStore(conn.client, ttl=100, where=conn.where)
+    q = {"type": "human", "data": {"content": "q"}}
+    a = {"type": "ai", "data": {"content": "a"}}
+    store.append("r", [q, a, q, a])
+    assert store.pop_exchange("r") == [q, a]
+    assert list(store.iter_messages("r", chunk=1)) == [q, a]
+    assert store.window("r", 1).messages == [a]
+    store.set_meta("r", system="Be terse.")
+    store.clear_messages("r")
+    assert store.count("r") == 0 and store.get_meta("r")["system"] == "Be terse."
+    assert store.most_recent() == "r" and store.exists("r")
+    conn.client.close()

@@ -139,3 +139,12 @@ def test_doctor_fails_on_an_unknown_model_an_unreachable_endpoint_and_redis(cli,
     monkeypatch.setenv("CHATCLI_TIMEOUT", "soon")
     bad = cli("doctor")
     assert bad.exit_code == 1 and "CHATCLI_TIMEOUT" in bad.stdout
+
+
+def test_the_new_commands_have_help(cli):
+    commands = ["history import", "sessions adopt", "sessions rename", "sessions fork", "sessions prune", "doctor"]
+    for command in commands:
+        result = cli(*command.split(), "--help")
+        assert result.exit_code == 0 and "Usage" in result.stdout, command
+    assert "--ttl" in cli("chat", "--help").stdout and "--ttl" in cli("ask", "--help").stdout
+    assert "--all" in cli("sessions", "list", "--help").stdout
