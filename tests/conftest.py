@@ -149,6 +149,9 @@ def start_cluster(workdir: Path, masters: int = 3, timeout: float = 30.0) -> Red
         for node in nodes:
             wait_for_redis(node.url)
             clients.append(node.client())
+            # the port was free when chosen; make sure it is our process that answers, not someone else's
+            if int(clients[-1].info("server")["process_id"]) != node.proc.pid:
+                raise RuntimeError(f"port {node.port} was taken by another redis-server meanwhile")
         bounds = [CLUSTER_SLOTS * i // masters for i in range(masters + 1)]
         for i, client in enumerate(clients):
             client.execute_command("CLUSTER ADDSLOTS", *range(bounds[i], bounds[i + 1]))

@@ -28,8 +28,9 @@ metadata = st.dictionaries(st.sampled_from(["a", "b", "model_name", "finish_reas
 @st.composite
 def messages(draw):
     out = []
+    parts = st.lists(st.builds(lambda t: {"type": "text", "text": t}, text), min_size=1, max_size=3)
     for i in range(draw(st.integers(1, 6))):
-        content = draw(text)
+        content = draw(text | parts)  # plain text, or multimodal content parts
         if i % 2 == 0:
             out.append(HumanMessage(content=content, id=draw(st.none() | st.uuids().map(str))))
         else:
