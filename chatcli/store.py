@@ -225,14 +225,14 @@ class SessionStore:
                     pipe.hincrby(meta_key, name, amount)
             self._expire(pipe, session_id)
 
-        self._write(build, index_add={session_id: now})
+        self._commit(build, index_add={session_id: now})
 
     def _expire(self, pipe: Any, session_id: str) -> None:
         if self.ttl:
             pipe.expire(self.list_key(session_id), self.ttl)
             pipe.expire(self.meta_key(session_id), self.ttl)
 
-    def _write(
+    def _commit(
         self,
         build: Callable[[Any], Any],
         index_add: dict[str, float] | None = None,
