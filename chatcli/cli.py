@@ -230,6 +230,10 @@ Temperature = Annotated[
 ]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (OPENAI_BASE_URL).")]
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session id; default: a new session.")]
+Ttl = Annotated[
+    int | None,
+    typer.Option("--ttl", min=1, help="Seconds an idle session lives, refreshed on each turn (CHATCLI_TTL)."),
+]
 
 
 @app.command()
@@ -244,11 +248,12 @@ def chat(
     temperature: Temperature = None,
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
+    ttl: Ttl = None,
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
-    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
     _check_model_key(settings)
     session_id = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
@@ -309,13 +314,14 @@ def ask(
     temperature: Temperature = None,
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
+    ttl: Ttl = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
     piped = "" if sys.stdin.isatty() else stdin_text().read()
     text = "\n\n".join(part for part in (question or "", piped.strip("\n")) if part.strip())
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
-    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
     _check_model_key(settings)
     session_id = checked_id(session) if session is not None else new_session_id()
     store = open_store(settings, spool=True)
@@ -393,6 +399,33 @@ def history_export(
     _skipped_notice(skipped[0])
 
 
+@history_app.command("import")
+@handle_errors
+def history_import(
+    file: Annotated[Path, typer.Argument(help="A chatcli json/jsonl export, or OpenAI messages JSON.")],
+    session: Annotated[
+        str | None,
+        typer.Option("--session", "-s", help="Session id; default: the export's session, else the file name."),
+    ] = None,
+    append: Annotated[bool, typer.Option("--append", help="Add to an existing session.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing session.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Import a conversation: all of it or nothing. Refuses an existing session unless --append or --replace."""
+    from chatcli.importing import read_conversation
+
+    if append and replace:
+        raise UsageError("--append and --replace exclude each other")
+    conversation = read_conversation(file)  # validated completely before anything is written
+    session_id = checked_id(session or conversation.session or file.stem)
+    meta = {"system": conversation.system} if conversation.system else {}
+    store = open_store(settings_for(redis_url=redis_url))
+    mode = "append" if append else "replace" if replace else "new"
+    store.import_session(session_id, conversation.entries, mode=mode, meta=meta)
+    count = len(conversation.entries)
+    render.print_notice(stderr_console(), f"imported {_plural(count, 'message')} into session {session_id}")
+
+
 # -- sessions ---------------------------------------------------------------------------------------
 
 
@@ -402,6 +435,10 @@ def sessions_list(
     as_json: Annotated[bool, typer.Option("--json", help='Print {"sessions": [...], "next_cursor"} as JSON.')] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Sessions per page.")] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page.")] = None,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", "-a", help="Also find sessions other programs wrote (SCAN), marked unindexed."),
+    ] = False,
     redis_url: RedisUrl = None,
 ) -> None:
     """List sessions, most recently active first."""
@@ -412,6 +449,8 @@ def sessions_list(
         offset = int(cursor)
     store = open_store(settings_for(redis_url=redis_url))
     rows, next_offset = store.list_sessions(limit=limit, offset=offset)
+    if all_ and next_offset is None:  # unindexed sessions come after the last page of the index
+        rows += store.unindexed_sessions()
     next_cursor = str(next_offset) if next_offset is not None else None
     if as_json:
         payload = {
@@ -422,6 +461,7 @@ def sessions_list(
                     "created": render.iso(r.created),
                     "updated": render.iso(r.updated),
                     "title": r.title,
+                    **({"indexed": r.indexed} if all_ else {}),
                 }
                 for r in rows
             ],
@@ -475,6 +515,107 @@ def sessions_clear(
             raise typer.Exit(int(ExitCode.ERROR))
     deleted = store.clear()
     render.print_notice(stderr_console(), f"deleted {deleted} session{'s' if deleted != 1 else ''}")
+
+
+def _confirm(what: str, yes: bool) -> None:
+    """Ask before deleting; stdin not a terminal and no --yes: exit 2, nothing changed."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"would delete {what}: pass --yes to confirm (stdin is not a terminal)")
+    if not typer.confirm(f"Delete {what}?", default=False, err=True):
+        render.print_notice(stderr_console(), "nothing deleted")
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _plural(count: int, word: str = "session") -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+@sessions_app.command("adopt")
+@handle_errors
+def sessions_adopt(redis_url: RedisUrl = None) -> None:
+    """Add sessions other programs wrote (`sessions list --all` shows them) to chatcli's index."""
+    adopted = open_store(settings_for(redis_url=redis_url)).adopt()
+    render.print_notice(stderr_console(), f"adopted {_plural(len(adopted))}" if adopted else "nothing to adopt")
+
+
+@sessions_app.command("rename")
+@handle_errors
+def sessions_rename(
+    old: Annotated[str, typer.Argument(help="The session to rename.", show_default=False)],
+    new: Annotated[str, typer.Argument(help="Its new id (must not exist).", show_default=False)],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Rename a session (messages, metadata, place in the list)."""
+    checked_id(old)
+    checked_id(new)
+    count = open_store(settings_for(redis_url=redis_url)).copy_session(old, new, move=True)
+    render.print_notice(stderr_console(), f"renamed {old} to {new} ({_plural(count, 'message')})")
+
+
+@sessions_app.command("fork")
+@handle_errors
+def sessions_fork(
+    session_id: SessionArg,
+    new: Annotated[str, typer.Argument(help="The id of the copy (must not exist).", show_default=False)],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Copy a session, to try another branch of the conversation without touching the original."""
+    checked_id(session_id)
+    checked_id(new)
+    count = open_store(settings_for(redis_url=redis_url)).copy_session(session_id, new)
+    render.print_notice(stderr_console(), f"forked {session_id} as {new} ({_plural(count, 'message')})")
+
+
+@sessions_app.command("prune")
+@handle_errors
+def sessions_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Idle longer than this: 90s, 15m, 12h, 30d, 2w.", show_default=False)
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Delete sessions idle longer than --older-than (by their last activity in the index)."""
+    import time
+
+    from chatcli.settings import parse_duration
+
+    age = parse_duration(older_than)
+    store = open_store(settings_for(redis_url=redis_url))
+    ids = store.idle_sessions(time.time() - age)
+    if not ids:
+        render.print_notice(stderr_console(), f"no sessions idle longer than {older_than}")
+        return
+    _confirm(f"{_plural(len(ids))} idle longer than {older_than}", yes)
+    deleted = store.delete_in_batches(ids)
+    render.print_notice(stderr_console(), f"deleted {_plural(deleted)}")
+
+
+# -- doctor -----------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def doctor(
+    model: Model = None,
+    base_url: BaseUrl = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Check the setup, one line each: settings and where they came from, Redis, the model endpoint,
+    the model and the API key. Exit code 1 when any check fails."""
+    from chatcli import doctor as checks
+
+    try:
+        settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
+    except UsageError as exc:
+        results = [checks.Check(False, "settings", str(exc))]
+    else:
+        results = checks.run(settings)
+    render.print_checks(stdout_console(), results)
+    if not all(c.ok for c in results):
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 # -- the embedded server ----------------------------------------------------------------------------

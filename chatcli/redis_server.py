@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from chatcli.errors import StorageError, StorageUnavailable, UsageError
@@ -87,7 +88,13 @@ def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
             from redis.cluster import RedisCluster
 
             plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
-            return RedisCluster.from_url(plain, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=socket_timeout)
+            # RedisCluster asks a node for the slot map while it is built: unreachable fails here
+            return RedisCluster.from_url(
+                plain,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
         if scheme not in ("redis", "rediss", "unix"):
             raise UsageError(
                 f"unsupported Redis URL {redact_url(url)!r}: use redis://, rediss://, unix:// or redis+cluster://"
@@ -97,8 +104,9 @@ def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
         raise UsageError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise StorageError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
-    except redis.RedisError as exc:
-        raise StorageError(f"cannot use Redis at {redact_url(url)}: {exc}") from None
+    except (redis.RedisError, RedisClusterException) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(f"cannot use Redis at {redact_url(url)}: {reason}") from None
 
 
 def _probe(client: Any, where: str, hint: str) -> None:

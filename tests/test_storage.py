@@ -15,9 +15,11 @@ def langchain_history(session_id: str, url: str):
         warnings.simplefilter("ignore")
         from langchain_community.chat_message_histories import RedisChatMessageHistory
 
-        return RedisChatMessageHistory(session_id, url=url)
+        # LangChain's own client notices a cluster node (INFO cluster_enabled) and uses RedisCluster
+        return RedisChatMessageHistory(session_id, url=url.replace("redis+cluster://", "redis://", 1))
 
 
+@pytest.mark.any_redis
 def test_a_session_written_by_langchain_is_shown_and_continued(cli, model, redis_url):
     lc = langchain_history("lc1", redis_url)
     lc.add_user_message("Hi! I'm bob")
@@ -49,6 +51,7 @@ def test_a_session_written_by_langchain_is_shown_and_continued(cli, model, redis
     ]
 
 
+@pytest.mark.any_redis
 def test_a_session_written_by_chatcli_reads_back_through_langchain(cli, model, redis_url):
     cli("chat", "-s", "cc", input="first\nsecond\n")
     messages = langchain_history("cc", redis_url).messages
@@ -61,6 +64,7 @@ def test_a_session_written_by_chatcli_reads_back_through_langchain(cli, model, r
     assert messages[1].usage_metadata is not None
 
 
+@pytest.mark.any_redis
 def test_history_show_renders_the_conversation_in_order(cli, model):
     cli("chat", "-s", "h", input="alpha\nbeta\n")
     result = cli("history", "show", "h")
@@ -72,6 +76,7 @@ def test_history_show_renders_the_conversation_in_order(cli, model):
     assert [m["data"]["content"] for m in last["messages"]] == ["beta", "echo: beta"]
 
 
+@pytest.mark.any_redis
 def test_history_of_an_unknown_session_is_not_found(cli, model):
     for args in (["history", "show", "nope"], ["history", "export", "nope"]):
         result = cli(*args)
@@ -79,6 +84,7 @@ def test_history_of_an_unknown_session_is_not_found(cli, model):
         assert "nope" in result.stderr
 
 
+@pytest.mark.any_redis
 def test_export_formats_parse_back_to_the_same_messages(cli, model, tmp_path):
     cli("chat", "-s", "ex", input="one\ntwo\n")
     shown = json.loads(cli("history", "show", "ex", "--json").stdout)
@@ -97,6 +103,7 @@ def test_export_formats_parse_back_to_the_same_messages(cli, model, tmp_path):
     assert [s.split("\n\n", 1)[1].strip() for s in sections] == ["one", "echo: one", "two", "echo: two"]
 
 
+@pytest.mark.any_redis
 def test_export_to_a_file_refuses_to_overwrite_without_force(cli, model, tmp_path):
     cli("ask", "-s", "f", "hi")
     target = tmp_path / "out.jsonl"
@@ -201,6 +208,7 @@ def test_sessions_list_bad_cursor_is_a_usage_error(cli, model):
     assert cli("sessions", "list", "--cursor", "abc").exit_code == 2
 
 
+@pytest.mark.any_redis
 def test_sessions_delete_removes_only_the_named_sessions(cli, model, rdb):
     for name in ["d1", "d2", "keep"]:
         cli("ask", "-s", name, "hi")
@@ -211,6 +219,7 @@ def test_sessions_delete_removes_only_the_named_sessions(cli, model, rdb):
     assert rdb.exists("message_store:d1", "chatcli:meta:{message_store:d1}") == 0
 
 
+@pytest.mark.any_redis
 def test_sessions_delete_of_a_missing_id_deletes_nothing(cli, model, rdb):
     cli("ask", "-s", "d1", "hi")
     result = cli("sessions", "delete", "d1", "ghost")
@@ -218,6 +227,7 @@ def test_sessions_delete_of_a_missing_id_deletes_nothing(cli, model, rdb):
     assert rdb.exists("message_store:d1") == 1
 
 
+@pytest.mark.any_redis
 def test_sessions_clear_removes_every_indexed_session_and_nothing_else(cli, model, rdb):
     for name in ["c1", "c2", "c3"]:
         cli("ask", "-s", name, "hi")
@@ -234,6 +244,7 @@ def test_sessions_clear_removes_every_indexed_session_and_nothing_else(cli, mode
     assert sorted(rdb.keys()) == [b"message_store:written-by-another-app", b"unrelated:key"]
 
 
+@pytest.mark.any_redis
 @pytest.mark.parametrize("corrupt", [b"not json", b'{"type": "alien", "data": {}}', b"\xff\xfe"])
 def test_unreadable_entries_are_skipped_and_counted(cli, model, rdb, corrupt):
     cli("ask", "-s", "bad", "hi")

@@ -1,0 +1,165 @@
+"""Read a conversation to import: chatcli's json and jsonl exports, or the OpenAI messages format.
+
+Everything is validated before anything is written; errors name the line (jsonl) or the JSON position.
+Pure functions over LangChain's message dicts: nothing here imports LangChain or touches Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatcli import exporting
+from chatcli.errors import NotFoundError, UsageError
+
+# OpenAI chat roles -> LangChain message types
+OPENAI_ROLES = {"user": "human", "assistant": "ai", "system": "system", "developer": "system", "tool": "tool"}
+
+
+@dataclass
+class Conversation:
+    entries: list[dict[str, Any]]
+    session: str | None = None  # the "session" of a chatcli json export
+    system: str | None = None  # leading system messages of the OpenAI format: stored as metadata
+    format: str = "json"
+
+
+def read_conversation(path: Path) -> Conversation:
+    if not path.exists():
+        raise NotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, not a file to import")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UsageError(f"{path}: line {line}: not UTF-8 text (byte {exc.start})") from None
+    conversation = parse(text, path.name, jsonl=path.suffix.lower() in (".jsonl", ".ndjson"))
+    if not conversation.entries:
+        raise UsageError(f"{path}: no messages to import")
+    return conversation
+
+
+def parse(text: str, name: str = "<input>", jsonl: bool = False) -> Conversation:
+    if not jsonl:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if not _looks_like_jsonl(text):
+                raise UsageError(f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        else:
+            return _from_document(document, name)
+    return _from_lines(text, name)
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        return isinstance(json.loads(lines[0]), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _from_lines(text: str, name: str) -> Conversation:
+    entries: list[dict[str, Any]] = []
+    system_parts: list[str] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{name}: line {number}: invalid JSON at column {exc.colno}: {exc.msg}") from None
+        _add(item, f"{name}: line {number}", entries, system_parts)
+    return Conversation(entries, system="\n\n".join(system_parts) or None, format="jsonl")
+
+
+def _from_document(document: Any, name: str) -> Conversation:
+    session = None
+    if isinstance(document, dict):
+        if not isinstance(document.get("messages"), list):
+            raise UsageError(f'{name}: expected {{"messages": [...]}} or a list of messages')
+        if isinstance(document.get("session"), str):
+            session = document["session"]
+        items = document["messages"]
+    elif isinstance(document, list):
+        items = document
+    else:
+        raise UsageError(f'{name}: expected {{"messages": [...]}} or a list of messages, got {type(document).__name__}')
+    entries: list[dict[str, Any]] = []
+    system_parts: list[str] = []
+    for number, item in enumerate(items, start=1):
+        _add(item, f"{name}: message {number}", entries, system_parts)
+    return Conversation(entries, session=session, system="\n\n".join(system_parts) or None, format="json")
+
+
+def _add(item: Any, where: str, entries: list[dict[str, Any]], system_parts: list[str]) -> None:
+    if not isinstance(item, dict):
+        raise UsageError(f"{where}: expected a message object, got {type(item).__name__}")
+    if "type" in item and "data" in item:
+        entries.append(_stored_entry(item, where))
+    elif "role" in item:
+        entry = _openai_entry(item, where)
+        if entry["type"] == "system" and not entries:
+            system_parts.append(exporting.text(entry))  # the system prompt is metadata, not a list element
+        else:
+            entries.append(entry)
+    else:
+        raise UsageError(f'{where}: a message needs "type" and "data" (chatcli export) or "role" (OpenAI format)')
+
+
+def _stored_entry(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A message_to_dict() dict, kept exactly as it is (so export -> import round-trips)."""
+    if item.get("type") not in exporting.KNOWN_TYPES:
+        raise UsageError(f"{where}: unknown message type {item.get('type')!r}")
+    data = item.get("data")
+    if not isinstance(data, dict):
+        raise UsageError(f'{where}: "data" must be an object')
+    if not _valid_content(data.get("content")):
+        raise UsageError(f'{where}: "data.content" must be text or a list of content parts')
+    if exporting.parse_entry(exporting.encode_entry(item)) is None:  # what readers will accept
+        raise UsageError(f"{where}: not a readable message")
+    return item
+
+
+def _valid_content(content: Any) -> bool:
+    return isinstance(content, str) or (isinstance(content, list) and all(isinstance(p, (str, dict)) for p in content))
+
+
+def _openai_entry(item: dict[str, Any], where: str) -> dict[str, Any]:
+    role = item.get("role")
+    kind = OPENAI_ROLES.get(role) if isinstance(role, str) else None
+    if kind is None:
+        raise UsageError(f"{where}: unknown role {role!r} (use {', '.join(OPENAI_ROLES)})")
+    content = item.get("content")
+    if content is None and kind == "ai":
+        content = ""  # an assistant message that only calls tools
+    if not _valid_content(content):
+        raise UsageError(f'{where}: "content" must be text or a list of content parts')
+    name = item.get("name")
+    if name is not None and not isinstance(name, str):
+        raise UsageError(f'{where}: "name" must be text')
+    data: dict[str, Any] = {
+        "content": content,
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "type": kind,
+        "name": name,
+        "id": None,
+    }
+    # the same fields message_to_dict() writes (langchain-core 1.x)
+    if kind == "ai":
+        if item.get("tool_calls"):
+            data["additional_kwargs"]["tool_calls"] = item["tool_calls"]
+        data.update(tool_calls=[], invalid_tool_calls=[], usage_metadata=None)
+    elif kind == "tool":
+        call_id = item.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise UsageError(f'{where}: a tool message needs "tool_call_id"')
+        data.update(tool_call_id=call_id, artifact=None, status="success")
+    return {"type": kind, "data": data}

@@ -1,0 +1,152 @@
+"""history import: chatcli exports and the OpenAI format, all-or-nothing, round trip (property-based)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, message_to_dict, messages_from_dict
+
+_ids = itertools.count()
+
+
+def stored(rdb, session_id: str) -> list[dict]:
+    return [json.loads(raw) for raw in reversed(rdb.lrange(f"message_store:{session_id}", 0, -1))]
+
+
+def listed(cli) -> list[str]:
+    return [s["id"] for s in json.loads(cli("sessions", "list", "--json").stdout)["sessions"]]
+
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+metadata = st.dictionaries(st.sampled_from(["a", "b", "model_name", "finish_reason"]), text, max_size=2)
+
+
+@st.composite
+def messages(draw):
+    out = []
+    parts = st.lists(st.builds(lambda t: {"type": "text", "text": t}, text), min_size=1, max_size=3)
+    for i in range(draw(st.integers(1, 6))):
+        content = draw(text | parts)  # plain text, or multimodal content parts
+        if i % 2 == 0:
+            out.append(HumanMessage(content=content, id=draw(st.none() | st.uuids().map(str))))
+        else:
+            usage = draw(st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)))
+            out.append(
+                AIMessage(
+                    content=content,
+                    response_metadata=draw(metadata),
+                    additional_kwargs=draw(st.dictionaries(st.just("refusal"), text, max_size=1)),
+                    usage_metadata=(
+                        {"input_tokens": usage[0], "output_tokens": usage[1], "total_tokens": sum(usage)}
+                        if usage
+                        else None
+                    ),
+                )
+            )
+    return out
+
+
+@pytest.mark.any_redis
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(original=messages(), fmt=st.sampled_from(["json", "jsonl"]))
+def test_export_then_import_gives_the_same_messages(cli, model, rdb, tmp_path, original, fmt):
+    source, copy = f"src-{next(_ids)}", f"copy-{next(_ids)}"
+    for m in original:  # written the way LangChain's RedisChatMessageHistory writes
+        rdb.lpush(f"message_store:{source}", json.dumps(message_to_dict(m)))
+    path = tmp_path / f"{source}.{fmt}"
+    assert cli("history", "export", source, "-f", fmt, "-o", str(path), "--force").exit_code == 0
+
+    result = cli("history", "import", str(path), "--session", copy)
+    assert result.exit_code == 0, result.stderr
+    assert stored(rdb, copy) == stored(rdb, source)
+    assert messages_from_dict(stored(rdb, copy)) == original  # same types, contents and metadata
+    again = cli("history", "export", copy, "-f", fmt).stdout
+    assert again == path.read_text().replace(json.dumps(source), json.dumps(copy))
+
+
+@pytest.mark.any_redis
+def test_import_refuses_an_existing_session_unless_append_or_replace(cli, model, rdb, tmp_path):
+    cli("ask", "-s", "x", "hello")
+    path = tmp_path / "more.jsonl"
+    path.write_text(json.dumps(message_to_dict(HumanMessage("imported"))) + "\n")
+
+    refused = cli("history", "import", str(path), "-s", "x")
+    assert refused.exit_code == 2 and "--append" in refused.stderr
+    assert [m["data"]["content"] for m in stored(rdb, "x")] == ["hello", "echo: hello"]
+
+    assert cli("history", "import", str(path), "-s", "x", "--append").exit_code == 0
+    assert [m["data"]["content"] for m in stored(rdb, "x")] == ["hello", "echo: hello", "imported"]
+    assert cli("history", "import", str(path), "-s", "x", "--replace").exit_code == 0
+    assert [m["data"]["content"] for m in stored(rdb, "x")] == ["imported"]
+    assert listed(cli) == ["x"]
+    assert cli("history", "import", str(path), "-s", "x", "--append", "--replace").exit_code == 2
+
+    # the default session id: the file name (a json export's own "session" comes first)
+    assert cli("history", "import", str(path)).exit_code == 0
+    assert sorted(listed(cli)) == ["more", "x"]
+
+
+@pytest.mark.any_redis
+def test_openai_messages_are_imported_and_continued(cli, model, rdb, tmp_path):
+    path = tmp_path / "chat.json"
+    path.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "Be terse."},
+                    {"role": "user", "content": "Hi! I'm bob"},
+                    {"role": "assistant", "content": "Hello bob"},
+                ]
+            }
+        )
+    )
+    result = cli("history", "import", str(path), "-s", "oa")
+    assert result.exit_code == 0, result.stderr
+    assert "imported 2 messages" in result.stderr
+    assert stored(rdb, "oa") == [message_to_dict(HumanMessage("Hi! I'm bob")), message_to_dict(AIMessage("Hello bob"))]
+    assert rdb.hget("chatcli:meta:{message_store:oa}", "system") == b"Be terse."
+
+    assert cli("ask", "-s", "oa", "Whats my name").exit_code == 0
+    assert [(m["role"], m["content"]) for m in model.last_messages()] == [
+        ("system", "Be terse."),
+        ("user", "Hi! I'm bob"),
+        ("assistant", "Hello bob"),
+        ("user", "Whats my name"),
+    ]
+    # a bare list works too; a system message after the first turn stays in the conversation
+    path.write_text(json.dumps([{"role": "user", "content": "a"}, {"role": "developer", "content": "b"}]))
+    assert cli("history", "import", str(path), "-s", "oa2").exit_code == 0
+    assert messages_from_dict(stored(rdb, "oa2")) == [HumanMessage("a"), SystemMessage("b")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("bad.jsonl", '{"role": "user", "content": "ok"}\n\n{"role": "user", "content": }\n', "line 3"),
+        ("bad.jsonl", '{"role": "user", "content": "ok"}\n{"role": "wizard", "content": "x"}\n', "line 2"),
+        ("bad.jsonl", '{"type": "alien", "data": {"content": "x"}}\n', "line 1"),
+        ("bad.json", '{"messages": [\n  {"role": "user", "content": "ok"},\n  {"role": "user"\n]}', "line 4 column 1"),
+        ("bad.json", '{"messages": [{"role": "user", "content": "ok"}, {"role": "user", "content": 7}]}', "message 2"),
+        ("bad.json", '{"messages": [{"type": "human", "data": "nope"}]}', "message 1"),
+        ("bad.json", '{"session": "x"}', '"messages"'),
+        ("bad.json", "[]", "no messages"),
+        ("bad.json", '{"messages": [{"role": "tool", "content": "r"}]}', "tool_call_id"),
+    ],
+)
+def test_a_bad_file_is_exit_2_with_where_and_writes_nothing(cli, model, rdb, tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_text(content)
+    result = cli("history", "import", str(path), "-s", "bad")
+    assert result.exit_code == 2, result.stderr
+    assert expected in result.stderr and name in result.stderr
+    assert rdb.dbsize() == 0
+
+
+def test_a_missing_file_is_exit_5(cli, model, rdb, tmp_path):
+    result = cli("history", "import", str(tmp_path / "nope.json"))
+    assert result.exit_code == 5 and "nope.json" in result.stderr
+    assert rdb.dbsize() == 0
