@@ -38,6 +38,7 @@ class Record:
     meta: dict[str, str] = field(default_factory=dict)
     incr: dict[str, int] = field(default_factory=dict)
     ts: float = 0.0
+    ttl: int | None = None  # the session TTL in force when the turn was made
 
     def to_json(self) -> str:
         return json.dumps(
@@ -49,6 +50,7 @@ class Record:
                 "meta": self.meta,
                 "incr": self.incr,
                 "ts": self.ts,
+                "ttl": self.ttl,
             },
             ensure_ascii=False,
         )
@@ -65,6 +67,7 @@ class Record:
                 meta=dict(raw.get("meta") or {}),
                 incr=dict(raw.get("incr") or {}),
                 ts=float(raw.get("ts") or 0.0),
+                ttl=int(raw["ttl"]) if raw.get("ttl") else None,
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -75,6 +78,8 @@ class Spool:
         self.home = home
         self.path = home / SPOOL_NAME
         self.lock_path = home / "spool.lock"
+        self.rejected_path = home / "spool.rejected.jsonl"
+        self.rejected: list[tuple[Record, Exception]] = []  # set aside by flush(), for the caller to report
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -124,12 +129,20 @@ class Spool:
             records, _bad = self._read()
         return [e for r in records if (r.target, r.prefix, r.session) == (target, prefix, session) for e in r.entries]
 
-    def flush(self, target: str, prefix: str, write: Callable[[Record], None]) -> tuple[int, Exception | None]:
+    def flush(
+        self,
+        target: str,
+        prefix: str,
+        write: Callable[[Record], None],
+        refused: Callable[[Exception], bool] = lambda _exc: False,
+    ) -> tuple[int, Exception | None]:
         """Write this target's records in order with `write`: how many messages were written, and what
         stopped the flush (None when nothing did).
 
         A record is removed from the spool only after `write` returned. If `write` raises, that record and
-        every later one stay (order is kept).
+        every later one stay (order is kept), unless `refused(exc)` says Redis will never take it (a key of
+        another type, say): then it moves to `spool.rejected.jsonl`, is reported, and the flush goes on.
+        Re-trying it on every command would re-apply the parts of its transaction Redis did run.
         """
         if not self.path.exists():
             return 0, None
@@ -145,13 +158,25 @@ class Spool:
                 try:
                     write(record)
                 except Exception as exc:
+                    if refused(exc):
+                        self._reject(record)
+                        self.rejected.append((record, exc))
+                        continue
                     failure = exc
                     keep.append(record)
                     continue
                 written += len(record.entries)
-            if written or failure is None:
+            if written or failure is None or len(keep) < len(records):
                 self._rewrite(keep)
             return written, failure
+
+    def _reject(self, record: Record) -> None:
+        fd = os.open(self.rejected_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (record.to_json() + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _rewrite(self, records: list[Record]) -> None:
         if not records:

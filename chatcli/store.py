@@ -209,8 +209,8 @@ class SessionStore:
             messages = self.spool.entries_for(self.where, self.prefix, session_id)
         self._tell_once(
             "offline-read",
-            f"(Redis at {self.where} does not answer: the model sees the {len(messages)} messages of this "
-            "session kept locally)",
+            f"(Redis at {self.where} does not answer: the model sees this session's {len(messages)} messages "
+            "kept locally, as far as the history budget allows)",
         )
         return Window(list(messages[-size:]), dict(self._recent_meta.get(session_id, {})), 0, offline=True)
 
@@ -223,22 +223,30 @@ class SessionStore:
         """Write the turns spooled for this Redis, in order; returns how many messages were written.
 
         Raises StorageUnavailable (records kept) when Redis still does not answer. A record Redis refuses
-        (an error reply) stays in the spool, with the ones after it, and the user is told; it never blocks
-        the command.
+        (an error reply, e.g. the session's key holds another type) is set aside in spool.rejected.jsonl
+        and the user is told; it never blocks the command and is not re-applied by the next one.
         """
         if self.spool is None or not self.spool.path.exists():
             return 0
-        written, failure = self.spool.flush(
-            self.where, self.prefix, lambda r: self._write(r.session, r.entries, r.meta, r.incr)
+        spool = self.spool
+        written, failure = spool.flush(
+            self.where,
+            self.prefix,
+            lambda r: self._write(r.session, r.entries, r.meta, r.incr, ttl=r.ttl),
+            refused=lambda exc: isinstance(exc, StorageError) and not isinstance(exc, StorageUnavailable),
         )
         if written:
             self._told.discard("spooling")
             self._told.discard("offline-read")
             self.notify(f"(Redis at {self.where} answers again: wrote {written} spooled messages to it)")
-        if isinstance(failure, StorageError) and not isinstance(failure, StorageUnavailable):
-            reason = str(failure).rsplit("caused error: ", 1)[-1]
-            self._tell_once("flush-failed", f"(spooled turns stay in {self.spool.path}: Redis refused one: {reason})")
-        elif failure is not None:
+        for record, exc in spool.rejected:
+            reason = str(exc).rsplit("caused error: ", 1)[-1]
+            self.notify(
+                f"(Redis refused a spooled turn of session {record.session!r}: {reason}; "
+                f"it was set aside in {spool.rejected_path})"
+            )
+        spool.rejected.clear()
+        if failure is not None:
             raise failure
         return written
 
@@ -314,7 +322,9 @@ class SessionStore:
             self.flush_spool()
             self._write(session_id, entries, meta, incr)
         except StorageUnavailable:
-            record = Record(self.where, self.prefix, session_id, list(entries), dict(meta or {}), dict(incr or {}))
+            record = Record(
+                self.where, self.prefix, session_id, list(entries), dict(meta or {}), dict(incr or {}), ttl=self.ttl
+            )
             try:
                 self.spool.add(record)
             except OSError as exc:
@@ -333,7 +343,9 @@ class SessionStore:
         entries: list[dict[str, Any]],
         meta: dict[str, str] | None,
         incr: dict[str, int] | None,
+        ttl: int | None = None,
     ) -> None:
+        """`ttl`: the one to apply (a spooled turn keeps the TTL it was made with); default: the store's."""
         now = time.time()
         key, meta_key = self.list_key(session_id), self.meta_key(session_id)
 
@@ -345,14 +357,15 @@ class SessionStore:
             for name, amount in (incr or {}).items():
                 if amount:
                     pipe.hincrby(meta_key, name, amount)
-            self._expire(pipe, session_id)
+            self._expire(pipe, session_id, ttl)
 
         self._commit(build, index_add={session_id: now})
 
-    def _expire(self, pipe: Any, session_id: str) -> None:
-        if self.ttl:
-            pipe.expire(self.list_key(session_id), self.ttl)
-            pipe.expire(self.meta_key(session_id), self.ttl)
+    def _expire(self, pipe: Any, session_id: str, ttl: int | None = None) -> None:
+        ttl = ttl or self.ttl
+        if ttl:
+            pipe.expire(self.list_key(session_id), ttl)
+            pipe.expire(self.meta_key(session_id), ttl)
 
     def _commit(
         self,
@@ -378,7 +391,13 @@ class SessionStore:
             return self._run(lambda: self._transaction(both))
         result = self._run(lambda: self._transaction(build))
         if index_add or index_remove:
-            self._run(lambda: self._pipe_exec(index))
+            try:
+                self._run(lambda: self._pipe_exec(index))
+            except StorageError as exc:
+                # The session itself is written. Raising here would spool (and later write again) a turn
+                # that is already stored; the index step is idempotent and the next write of this session,
+                # or `sessions adopt`, redoes it.
+                self._tell_once("index", f"(the session is saved, but the session index was not updated: {exc})")
         return result
 
     def import_session(
@@ -441,14 +460,16 @@ class SessionStore:
             raise UsageError("the new session id is the same as the old one")
         now = time.time()
         okey, omkey, nkey, nmkey = self.list_key(old), self.meta_key(old), self.list_key(new), self.meta_key(new)
+        remaining = -1
 
-        def read(reader: Any) -> tuple[list[Any], dict[str, str], float]:
+        def read(reader: Any) -> tuple[list[Any], dict[str, str], float, int]:
             items = list(reader.lrange(okey, 0, -1))
             meta = _decode_hash(reader.hgetall(omkey))
             if not items and not meta:
                 raise NotFoundError(f"no session named {old!r}")
             score = self.client.zscore(self.index_key, old)
-            return items, meta, float(score) if score is not None and move else now
+            remaining = int(reader.pttl(okey if items else omkey))  # ms; -1: no TTL
+            return items, meta, float(score) if score is not None and move else now, remaining
 
         def write(pipe: Any, items: list[Any], meta: dict[str, str]) -> None:
             if pipe.exists(nkey) or pipe.exists(nmkey):
@@ -461,7 +482,11 @@ class SessionStore:
             if not move:
                 new_meta["updated"] = repr(now)
             pipe.hset(nmkey, mapping=new_meta)
-            self._expire(pipe, new)
+            if remaining > 0:  # the copy expires when the original would have
+                pipe.pexpire(nkey, remaining)
+                pipe.pexpire(nmkey, remaining)
+            else:
+                self._expire(pipe, new)
 
         def changed(exc: redis.WatchError) -> StorageError:
             return StorageError(f"session {old!r} or {new!r} changed meanwhile; nothing was changed: try again")
@@ -472,7 +497,8 @@ class SessionStore:
                 pipe = self.client.pipeline(transaction=True)
                 try:
                     pipe.watch(okey, omkey, nkey, nmkey)
-                    items, meta, score = read(pipe)
+                    nonlocal remaining
+                    items, meta, score, remaining = read(pipe)
                     write(pipe, items, meta)
                     pipe.zadd(self.index_key, {new: score})
                     if move:
@@ -488,7 +514,7 @@ class SessionStore:
 
             return self._run(at_once)
 
-        items, meta, score = self._run(lambda: read(self.client))
+        items, meta, score, remaining = self._run(lambda: read(self.client))
 
         def write_new() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -527,6 +553,7 @@ class SessionStore:
 
     def pop_exchange(self, session_id: str) -> list[dict[str, Any]] | None:
         """Remove the newest question and its answer (oldest first), if the list ends with such a pair."""
+        self._recent.pop(session_id, None)  # what this process remembers for offline reads is stale now
         key = self.list_key(session_id)
         raw = self._run(lambda: self.client.lrange(key, 0, 1))
         if len(raw) < 2:
@@ -540,6 +567,7 @@ class SessionStore:
 
     def clear_messages(self, session_id: str) -> None:
         """Delete a session's messages; its metadata (system prompt, totals) stays."""
+        self._recent.pop(session_id, None)
         self._run(lambda: self.client.delete(self.list_key(session_id)))
         self.set_meta(session_id)
 

@@ -73,7 +73,7 @@ def test_redis_down_mid_session_spools_turns_and_flushes_them_in_order(cli, mode
     finally:
         server.stop()
     assert err.count("history is being spooled") == 1, err  # told once
-    assert err.count("the model sees the 6 messages of this session kept locally") == 1, err
+    assert err.count("the model sees this session's 6 messages kept locally") == 1, err
     assert err.count("answers again: wrote 6 spooled messages") == 1, err
     assert "Traceback" not in err
     assert not (home / "spool.jsonl").exists()
@@ -138,7 +138,7 @@ def test_two_chats_spooling_at_once_while_redis_is_down_lose_nothing(cli, model,
     assert not (home / "spool.jsonl").exists()
 
 
-def test_a_spooled_turn_redis_refuses_stays_in_the_spool_and_blocks_nothing(cli, model, rdb, home, redis_url):
+def test_a_spooled_turn_redis_refuses_is_set_aside_once_and_blocks_nothing(cli, model, rdb, home, redis_url):
     def record(session: str, text: str) -> str:
         entries = [{"type": "human", "data": {"content": text}}, {"type": "ai", "data": {"content": f"echo: {text}"}}]
         return json.dumps({"target": redis_url, "prefix": "message_store:", "session": session, "entries": entries})
@@ -149,9 +149,18 @@ def test_a_spooled_turn_redis_refuses_stays_in_the_spool_and_blocks_nothing(cli,
     result = cli("history", "show", "fine", "--json")
     assert result.exit_code == 0, result.stderr
     assert [m["data"]["content"] for m in json.loads(result.stdout)["messages"]] == ["one", "echo: one"]
-    assert "wrote 2 spooled messages" in result.stderr and "spooled turns stay in" in result.stderr
-    assert [json.loads(line)["session"] for line in spool.read_text().splitlines()] == ["typed"]  # kept, torn dropped
-    assert stat.S_IMODE(spool.stat().st_mode) == 0o600
+    assert "wrote 2 spooled messages" in result.stderr
+    assert "Redis refused a spooled turn of session 'typed'" in result.stderr
+    assert not spool.exists()  # the torn line is dropped, the refused record set aside
+    rejected = home / "spool.rejected.jsonl"
+    assert [json.loads(line)["session"] for line in rejected.read_text().splitlines()] == ["typed"]
+    assert stat.S_IMODE(rejected.stat().st_mode) == 0o600
+    # the next commands do not apply it again (its MULTI/EXEC had run the commands Redis accepted)
+    meta_before = rdb.hgetall("chatcli:meta:{message_store:typed}")
+    for _ in range(2):
+        assert cli("history", "show", "fine").exit_code == 0
+    assert rdb.hgetall("chatcli:meta:{message_store:typed}") == meta_before
+    assert rdb.get("message_store:typed") == b"not a list"
 
 
 # -- 2. The model endpoint fails: one clear line, the chat goes on, a failed turn stores nothing ----------
