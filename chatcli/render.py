@@ -98,7 +98,7 @@ def print_sessions(console: Console, rows: Iterable[Any]) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
     # ids are what users type next: never shortened; the title gives way instead
     table.add_column("session", no_wrap=True, min_width=max(len(sanitize(r.id)) for r in rows) if rows else 7)
-    table.add_column("messages", justify="right", no_wrap=True)
+    table.add_column("messages", justify="right", no_wrap=True, min_width=8)
     table.add_column("last activity", no_wrap=True)
     table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
     for row in rows:

