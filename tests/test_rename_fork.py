@@ -78,3 +78,17 @@ def test_a_session_written_only_by_langchain_can_be_renamed(cli, model, rdb):
     assert cli("sessions", "rename", "lc", "mine").exit_code == 0
     assert [m["data"]["content"] for m in shown(cli, "mine")] == ["from elsewhere"]
     assert listed(cli) == ["mine"]
+
+
+def test_rename_and_fork_keep_the_remaining_ttl(cli, model, rdb):
+    assert cli("ask", "-s", "t1", "--ttl", "1000", "hi").exit_code == 0
+    rdb.expire("message_store:t1", 500)  # as if it had been idle for a while
+    rdb.expire("chatcli:meta:{message_store:t1}", 500)
+    assert cli("sessions", "rename", "t1", "t2").exit_code == 0
+    assert cli("sessions", "fork", "t2", "t3").exit_code == 0
+    for sid in ("t2", "t3"):
+        for key in (f"message_store:{sid}", f"chatcli:meta:{{message_store:{sid}}}"):
+            assert 490 <= rdb.ttl(key) <= 500, (key, rdb.ttl(key))
+    assert cli("ask", "-s", "n1", "no ttl").exit_code == 0
+    assert cli("sessions", "fork", "n1", "n2").exit_code == 0
+    assert rdb.ttl("message_store:n2") == -1
