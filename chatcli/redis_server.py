@@ -245,7 +245,9 @@ def ensure_embedded(home: Path) -> Path:
         _private_dir(sock.parent)
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
-        (directory / BINARY_RECORD).write_text(binary + "\n")
+        fd = os.open(directory / BINARY_RECORD, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as record:
+            record.write(binary + "\n")
         args = [
             binary,
             "--port", "0",
