@@ -411,7 +411,10 @@ def history_import(
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing session.")] = False,
     redis_url: RedisUrl = None,
 ) -> None:
-    """Import a conversation: all of it or nothing. Refuses an existing session unless --append or --replace."""
+    """Import a conversation: all of it or nothing. Refuses an existing session unless --append or --replace.
+
+    Leading system messages become the session's system prompt (with --append too: it replaces the
+    session's prompt); a system message after the first other message is kept in the conversation."""
     from chatcli.importing import read_conversation
 
     if append and replace:
@@ -423,7 +426,11 @@ def history_import(
     mode = "append" if append else "replace" if replace else "new"
     store.import_session(session_id, conversation.entries, mode=mode, meta=meta)
     count = len(conversation.entries)
-    render.print_notice(stderr_console(), f"imported {_plural(count, 'message')} into session {session_id}")
+    done = f"imported {_plural(count, 'message')} into session {session_id}"
+    if conversation.system:  # the file's leading system message(s): metadata, not list elements
+        replaced = " (replacing the session's previous one, if any)" if append else ""
+        done += f"; its system prompt is now the file's leading system message{replaced}"
+    render.print_notice(stderr_console(), done)
 
 
 # -- sessions ---------------------------------------------------------------------------------------
@@ -606,13 +613,18 @@ def doctor(
     """Check the setup, one line each: settings and where they came from, Redis, the model endpoint,
     the model and the API key. Exit code 1 when any check fails."""
     from chatcli import doctor as checks
+    from chatcli.settings import url_secrets
 
     try:
         settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
     except UsageError as exc:
         results = [checks.Check(False, "settings", str(exc))]
     else:
+        # also the secret query parameters of the URLs (ssl_password=..., api-key=...): whatever a library
+        # puts in an error message, no secret is printed
+        _secrets.update(s for url in (settings.redis_url, settings.base_url) for s in url_secrets(url) if len(s) >= 3)
         results = checks.run(settings)
+    results = [checks.Check(c.ok, c.name, scrub(c.detail)) for c in results]
     render.print_checks(stdout_console(), results)
     if not all(c.ok for c in results):
         raise typer.Exit(int(ExitCode.ERROR))

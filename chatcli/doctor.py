@@ -3,6 +3,7 @@
 Checks: every setting and where it came from (flag, env, .env, config.toml, default; secrets masked, Redis
 URLs redacted), Redis reachable (URL or embedded, server version), the model endpoint reachable and the
 model known (GET {base_url}/models), the API key present.
+URLs are shown through settings.redact_url: no password, no secret query parameter.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from chatcli.errors import ChatcliError
 from chatcli.settings import Settings, mask_secret, redact_url
@@ -28,7 +30,7 @@ def setting_checks(settings: Settings) -> list[Check]:
     shown: dict[str, Callable[[Any], str]] = {
         "api_key": mask_secret,
         "redis_url": lambda v: redact_url(v) if v else "(not set: embedded server)",
-        "base_url": lambda v: v or f"(not set: {OPENAI_BASE_URL})",
+        "base_url": lambda v: redact_url(v) if v else f"(not set: {OPENAI_BASE_URL})",
         "ttl": lambda v: f"{v} s" if v else "(not set: sessions live forever)",
         "timeout": lambda v: f"{v:g} s",
     }
@@ -69,10 +71,22 @@ def redis_check(settings: Settings) -> Check:
         conn.client.close()
 
 
+def models_url(base_url: str) -> str:
+    """GET {base_url}/models: the path goes before the base URL's query (`/v1?api-version=x` ->
+    `/v1/models?api-version=x`); the query is kept (Azure-style gateways want it)."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/models"))
+
+
 def model_checks(settings: Settings) -> list[Check]:
     import httpx
 
-    base = (settings.base_url or OPENAI_BASE_URL).rstrip("/")
+    base = redact_url((settings.base_url or OPENAI_BASE_URL).rstrip("/"))  # what is shown: never a secret
+    try:
+        url = models_url(settings.base_url or OPENAI_BASE_URL)
+    except ValueError as exc:
+        return [Check(False, "model endpoint", f"{base}: not a valid URL: {exc}")]
+    shown = redact_url(url)
     if not settings.api_key and not settings.base_url:
         return [
             Check(False, "api key", "OPENAI_API_KEY is not set (needed for api.openai.com)"),
@@ -84,20 +98,20 @@ def model_checks(settings: Settings) -> list[Check]:
         key = Check(True, "api key", f"not set: a placeholder is sent to {base}")
     headers = {"Authorization": f"Bearer {settings.api_key or 'not-needed'}"}
     try:
-        response = httpx.get(f"{base}/models", headers=headers, timeout=settings.timeout)
+        response = httpx.get(url, headers=headers, timeout=settings.timeout)
     except httpx.TimeoutException:
         return [key, Check(False, "model endpoint", f"{base}: no answer within {settings.timeout:g} s")]
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return [key, Check(False, "model endpoint", f"{base}: cannot connect: {exc}")]
     if response.status_code in (401, 403):
         key = Check(False, "api key", f"{base} rejected it (HTTP {response.status_code})")
-        return [key, Check(False, "model endpoint", f"{base}/models: HTTP {response.status_code}")]
+        return [key, Check(False, "model endpoint", f"{shown}: HTTP {response.status_code}")]
     if response.status_code != 200:
-        return [key, Check(False, "model endpoint", f"{base}/models: HTTP {response.status_code}")]
+        return [key, Check(False, "model endpoint", f"{shown}: HTTP {response.status_code}")]
     try:
         ids = [str(m.get("id")) for m in response.json().get("data", []) if isinstance(m, dict)]
     except (ValueError, AttributeError):
-        return [key, Check(False, "model endpoint", f"{base}/models: not an OpenAI-style model list")]
+        return [key, Check(False, "model endpoint", f"{shown}: not an OpenAI-style model list")]
     endpoint = Check(True, "model endpoint", f"{base}: reachable, lists {len(ids)} models")
     if settings.model in ids:
         return [key, endpoint, Check(True, "model known", f"{settings.model} is available")]

@@ -1,6 +1,9 @@
 """Read a conversation to import: chatcli's json and jsonl exports, or the OpenAI messages format.
 
 Everything is validated before anything is written; errors name the line (jsonl) or the JSON position.
+Leading system messages (chatcli's "type": "system" or OpenAI's "role": "system"/"developer") become
+Conversation.system, the session's system prompt, never list elements: the storage contract keeps the system
+prompt in the metadata, and the assistant's trim drops history that does not start on a user message.
 Pure functions over LangChain's message dicts: nothing here imports LangChain or touches Redis.
 """
 
@@ -22,7 +25,9 @@ OPENAI_ROLES = {"user": "human", "assistant": "ai", "system": "system", "develop
 class Conversation:
     entries: list[dict[str, Any]]
     session: str | None = None  # the "session" of a chatcli json export
-    system: str | None = None  # leading system messages of the OpenAI format: stored as metadata
+    # the leading system messages, in any format, joined by a blank line: stored as the session's system
+    # prompt (metadata). A system message after another message stays an entry, where it was.
+    system: str | None = None
     format: str = "json"
 
 
@@ -39,7 +44,8 @@ def read_conversation(path: Path) -> Conversation:
         raise UsageError(f"{path}: line {line}: not UTF-8 text (byte {exc.start})") from None
     conversation = parse(text, path.name, jsonl=path.suffix.lower() in (".jsonl", ".ndjson"))
     if not conversation.entries:
-        raise UsageError(f"{path}: no messages to import")
+        only = " (only a system prompt)" if conversation.system else ""
+        raise UsageError(f"{path}: no messages to import{only}")
     return conversation
 
 
@@ -102,15 +108,16 @@ def _add(item: Any, where: str, entries: list[dict[str, Any]], system_parts: lis
     if not isinstance(item, dict):
         raise UsageError(f"{where}: expected a message object, got {type(item).__name__}")
     if "type" in item and "data" in item:
-        entries.append(_stored_entry(item, where))
+        entry = _stored_entry(item, where)
     elif "role" in item:
         entry = _openai_entry(item, where)
-        if entry["type"] == "system" and not entries:
-            system_parts.append(exporting.text(entry))  # the system prompt is metadata, not a list element
-        else:
-            entries.append(entry)
     else:
         raise UsageError(f'{where}: a message needs "type" and "data" (chatcli export) or "role" (OpenAI format)')
+    if exporting.role(entry) == "system" and not entries:
+        # the system prompt is metadata, not a list element (the assistant's trim would drop it)
+        system_parts.append(exporting.text(entry))
+    else:
+        entries.append(entry)
 
 
 def _stored_entry(item: dict[str, Any], where: str) -> dict[str, Any]:

@@ -6,12 +6,13 @@ Every resolved value remembers where it came from (for `chatcli doctor` and for 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from chatcli.errors import UsageError
 
@@ -184,22 +185,86 @@ def parse_duration(text: str) -> float:
     return value * _DURATION_UNITS[unit]
 
 
+# Query parameters whose values are secrets (compared lower-case, with "-" read as "_").
+_SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "key", "auth", "credential")
+_SECRET_NAMES = frozenset({"pass", "sig", "signature"})
+# ...unless the parameter names a file or a directory: ssl_keyfile, ssl_certfile, ssl_ca_certs, ssl_ca_path
+_PATH_SUFFIXES = ("file", "path", "dir", "certs")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a URL query parameter's value is a secret, by the parameter's name (see redact_url)."""
+    key = unquote_plus(name).strip().lower().replace("-", "_")
+    if key.endswith(_PATH_SUFFIXES):
+        return False
+    return key in _SECRET_NAMES or any(word in key for word in _SECRET_WORDS)
+
+
+def _split_userinfo(netloc: str) -> tuple[str, str | None, str]:
+    """netloc -> (user, password or None, host[:port]); the same split urllib.parse uses, on the raw text."""
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at:
+        return "", None, netloc
+    user, colon, password = userinfo.partition(":")
+    return user, (password if colon else None), hostport
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by '***' (user names are kept)."""
+    """The URL with its secrets replaced by '***', otherwise exactly as written (readable, and stable: the
+    same URL always gives the same text, so the spool can use it as the identity of its target).
+
+    Masked: the password of the user-info part (the user name is kept), and the value of every query
+    parameter whose name, lower-cased with '-' read as '_', is "pass", "sig" or "signature" or contains
+    "password", "passwd", "pwd", "secret", "token", "key", "auth" or "credential"
+    (password, ssl_password, api-key, access_token, client_secret, ...) -- except names that end in "file",
+    "path", "dir" or "certs", which name files, not secrets (ssl_keyfile, ssl_certfile, ssl_ca_certs,
+    ssl_ca_path). Empty values stay empty. Nothing is re-encoded or re-ordered; host, port, path, other
+    parameters and the fragment are kept as they are.
+    """
     try:
-        parts = urlsplit(url)
+        urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" if user else f":***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    prefix, netloc, rest, query, fragment = _split_raw(url)
+    user, password, hostport = _split_userinfo(netloc)
+    if password is not None:
+        netloc = f"{user}:***@{hostport}"
+    if query:
+        fields = []
+        for field_ in query[1:].split("&"):
+            name, eq, value = field_.partition("=")
+            fields.append(f"{name}=***" if eq and value and is_secret_param(name) else field_)
+        query = "?" + "&".join(fields)
+    return prefix + netloc + rest + query + fragment
+
+
+def _split_raw(url: str) -> tuple[str, str, str, str, str]:
+    """url -> ("scheme://", netloc, path, "?query", "#fragment"), each part as written (the separators kept,
+    so joining them gives `url` back: urlunsplit would rewrite some URLs, e.g. drop the // of unix:///x)."""
+    head, hash_, fragment = url.partition("#")
+    head, mark, query = head.partition("?")
+    scheme = _SCHEME.match(head)
+    if scheme is None:
+        return "", "", head, mark + query, hash_ + fragment
+    netloc, slash, path = head[scheme.end() :].partition("/")
+    return scheme.group(), netloc, slash + path, mark + query, hash_ + fragment
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The secrets redact_url masks in `url` (as written and percent-decoded), for scrubbing other output."""
+    if not url:
+        return []
+    _prefix, netloc, _path, query, _fragment = _split_raw(url)
+    found = []
+    password = _split_userinfo(netloc)[1]
+    if password:
+        found += [password, unquote(password)]
+    for field_ in query[1:].split("&") if query else []:
+        name, eq, value = field_.partition("=")
+        if eq and value and is_secret_param(name):
+            found += [value, unquote_plus(value)]
+    return list(dict.fromkeys(found))
 
 
 def mask_secret(value: str | None) -> str:

@@ -150,3 +150,70 @@ def test_a_missing_file_is_exit_5(cli, model, rdb, tmp_path):
     result = cli("history", "import", str(tmp_path / "nope.json"))
     assert result.exit_code == 5 and "nope.json" in result.stderr
     assert rdb.dbsize() == 0
+
+
+def _jsonl(path, *messages) -> None:
+    path.write_text("".join(json.dumps(message_to_dict(m)) + "\n" for m in messages))
+
+
+@pytest.mark.any_redis
+def test_a_leading_system_message_of_a_chatcli_export_becomes_the_system_prompt(cli, model, rdb, tmp_path):
+    path = tmp_path / "lc.jsonl"
+    _jsonl(path, SystemMessage("You are a pirate."), HumanMessage("Hi! I'm bob"), AIMessage("Arr, bob"))
+    result = cli("history", "import", str(path), "-s", "lc")
+    assert result.exit_code == 0, result.stderr
+    assert "imported 2 messages into session lc; its system prompt is now" in result.stderr
+    assert stored(rdb, "lc") == [message_to_dict(HumanMessage("Hi! I'm bob")), message_to_dict(AIMessage("Arr, bob"))]
+    assert rdb.hget("chatcli:meta:{message_store:lc}", "system") == b"You are a pirate."
+    shown = json.loads(cli("history", "show", "lc", "--json").stdout)["messages"]
+    assert [(m["type"], m["data"]["content"]) for m in shown] == [("human", "Hi! I'm bob"), ("ai", "Arr, bob")]
+
+    assert cli("ask", "-s", "lc", "Whats my name").exit_code == 0
+    assert [(m["role"], m["content"]) for m in model.last_messages()] == [
+        ("system", "You are a pirate."),
+        ("user", "Hi! I'm bob"),
+        ("assistant", "Arr, bob"),
+        ("user", "Whats my name"),
+    ]
+
+    # the json export format too; --append sets the prompt as well, and says so
+    doc = tmp_path / "more.json"
+    doc.write_text(
+        json.dumps({"messages": [message_to_dict(SystemMessage("Be terse.")), message_to_dict(HumanMessage("more"))]})
+    )
+    appended = cli("history", "import", str(doc), "-s", "lc", "--append")
+    assert appended.exit_code == 0, appended.stderr
+    assert "its system prompt is now the file's leading system message (replacing" in appended.stderr
+    assert rdb.hget("chatcli:meta:{message_store:lc}", "system") == b"Be terse."
+    assert [m["data"]["content"] for m in stored(rdb, "lc")] == [
+        "Hi! I'm bob",
+        "Arr, bob",
+        "Whats my name",
+        "echo: Whats my name",
+        "more",
+    ]
+
+
+def test_a_system_message_after_the_first_message_stays_in_the_conversation(cli, model, rdb, tmp_path):
+    path = tmp_path / "mid.jsonl"
+    _jsonl(path, HumanMessage("a"), AIMessage("b"), SystemMessage("From now on, be brief."))
+    assert cli("history", "import", str(path), "-s", "mid").exit_code == 0
+    assert messages_from_dict(stored(rdb, "mid")) == [
+        HumanMessage("a"),
+        AIMessage("b"),
+        SystemMessage("From now on, be brief."),
+    ]
+    assert rdb.hget("chatcli:meta:{message_store:mid}", "system") is None
+
+    assert cli("ask", "-s", "mid", "c").exit_code == 0
+    assert [(m["role"], m["content"]) for m in model.last_messages()][1:] == [
+        ("user", "a"),
+        ("assistant", "b"),
+        ("system", "From now on, be brief."),
+        ("user", "c"),
+    ]
+
+    only = tmp_path / "only.jsonl"
+    _jsonl(only, SystemMessage("nothing else"))
+    refused = cli("history", "import", str(only), "-s", "only")
+    assert refused.exit_code == 2 and "only a system prompt" in refused.stderr

@@ -9,12 +9,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from tests.conftest import free_port, start_redis
 from tests.model_server import Reply
+from tests.test_doctor_config import lines
 
 API_KEY = "sk-SECRETKEY-4242-abcdef"
 REDIS_PASSWORD = "pw-SECRET-7777"
@@ -150,3 +152,81 @@ def test_redis_url_environment_is_never_echoed_with_its_password(cli, model, mon
     result = cli("server", "status")
     assert REDIS_PASSWORD not in result.stdout + result.stderr and "u:***@" in result.stdout
     assert os.environ["CHATCLI_REDIS_URL"].endswith("/0")
+
+
+# -- redact_url, and `chatcli doctor` with secrets in every URL --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://u:pw-SECRET@127.0.0.1:6379/0", "redis://u:***@127.0.0.1:6379/0"),
+        ("redis://:pw-SECRET@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+        (
+            "rediss://alice:pw-SECRET@h:6380/0?ssl_password=kp-SECRET&ssl_keyfile=/k/key.pem"
+            "&ssl_certfile=/k/cert.pem&ssl_ca_certs=/k/ca.pem&ssl_cert_reqs=required",
+            "rediss://alice:***@h:6380/0?ssl_password=***&ssl_keyfile=/k/key.pem"
+            "&ssl_certfile=/k/cert.pem&ssl_ca_certs=/k/ca.pem&ssl_cert_reqs=required",
+        ),
+        ("unix:///tmp/r.sock?db=1&password=pw-SECRET", "unix:///tmp/r.sock?db=1&password=***"),
+        ("unix://:pw-SECRET@/tmp/r.sock?db=1", "unix://:***@/tmp/r.sock?db=1"),
+        (
+            "https://gw.example/v1?api-key=ak-SECRET&api-version=2024-06-01&access_token=at-SECRET&Client_Secret=cs-SECRET",
+            "https://gw.example/v1?api-key=***&api-version=2024-06-01&access_token=***&Client_Secret=***",
+        ),
+        ("http://bob:basepw-SECRET@127.0.0.1:9/v1#top", "http://bob:***@127.0.0.1:9/v1#top"),
+        ("redis://h/0?password=&db=2", "redis://h/0?password=&db=2"),  # nothing to hide: left as written
+        ("redis+cluster://u:a%40b-SECRET@127.0.0.1:7000", "redis+cluster://u:***@127.0.0.1:7000"),
+        ("http://[::1/v1", "<unparseable URL>"),
+    ],
+)
+def test_redact_url_masks_passwords_and_secret_query_values_and_nothing_else(url, shown):
+    from chatcli.settings import redact_url, url_secrets
+
+    assert redact_url(url) == shown
+    assert redact_url(url) == redact_url(url)  # stable: the spool uses it as the identity of its target
+    assert redact_url(shown) == shown  # idempotent
+    assert "SECRET" not in shown
+    assert all("SECRET" in s for s in url_secrets(url))
+    assert ("SECRET" in url) == bool(url_secrets(url)) or shown == "<unparseable URL>"
+
+
+def test_doctor_shows_no_secret_of_the_key_the_model_url_or_the_redis_url(cli, model, monkeypatch):
+    key, base_pw, redis_pw, ssl_pw, gateway_key = (
+        "sk-SECRETKEY123",
+        "basepw-SECRET",
+        "redispw-SECRET",
+        "sslpw-SECRET",
+        "gwkey-SECRET",
+    )
+    port = urlsplit(model.base_url).port
+    base_url = f"http://bob:{base_pw}@127.0.0.1:{port}/v1"
+    redis_url = f"rediss://alice:{redis_pw}@127.0.0.1:{free_port()}/0?ssl_password={ssl_pw}&ssl_keyfile=/k/key.pem"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    monkeypatch.setenv("CHATCLI_REDIS_URL", redis_url)
+    secrets = (key, base_pw, redis_pw, ssl_pw, gateway_key)
+
+    in_process = cli("doctor", "--model", "test-model")
+    as_command = cli.run("doctor", "--model", "test-model")
+    assert as_command.returncode == in_process.exit_code == 1  # Redis is not reachable: that check fails
+    for out in (in_process.stdout, in_process.stderr, as_command.stdout, as_command.stderr):
+        assert [s for s in secrets if s in out] == [], out
+    found = lines(in_process.stdout)
+    assert found["base_url"] == f"ok http://bob:***@127.0.0.1:{port}/v1  [env:OPENAI_BASE_URL]"
+    assert found["redis_url"] == (
+        f"ok {redis_url.replace(redis_pw, '***').replace(ssl_pw, '***')}  [env:CHATCLI_REDIS_URL]"
+    )
+    assert "ssl_password=***&ssl_keyfile=/k/key.pem" in found["redis_url"]
+    assert found["redis"].startswith("FAIL") and "alice:***@" in found["redis"]
+    assert found["model endpoint"].startswith(f"ok http://bob:***@127.0.0.1:{port}/v1: reachable, lists ")
+    assert found["api key"] == "ok sk-…Y123  [env:OPENAI_API_KEY]"
+
+    # a gateway key in the base URL's query: masked, and GET /models puts the path before the query
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{model.base_url}?api-key={gateway_key}&api-version=2024-06-01")
+    gateway = cli("doctor", "--model", "test-model")
+    assert [s for s in secrets if s in gateway.stdout + gateway.stderr] == []
+    assert model.requests[-1]["path"] == f"/v1/models?api-key={gateway_key}&api-version=2024-06-01"
+    assert lines(gateway.stdout)["model endpoint"].startswith(f"ok {model.base_url}?api-key=***&api-version=")
+    assert lines(gateway.stdout)["model known"].startswith("ok test-model")
