@@ -140,7 +140,8 @@ def load_settings(
         raise UsageError(f"{home / 'config.toml'}: unknown setting(s): {', '.join(unknown)}")
 
     values: dict[str, Any] = {}
-    sources: dict[str, str] = {"home": "env:CHATCLI_HOME" if home_raw else "default"}
+    home_source = "env:CHATCLI_HOME" if env.get("CHATCLI_HOME") else ".env:CHATCLI_HOME" if home_raw else "default"
+    sources: dict[str, str] = {"home": home_source}
     for name, (env_names, config_key) in _SOURCES.items():
         label = env_names[0]
         raw: Any = None

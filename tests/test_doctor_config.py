@@ -148,3 +148,11 @@ def test_the_new_commands_have_help(cli):
         assert result.exit_code == 0 and "Usage" in result.stdout, command
     assert "--ttl" in cli("chat", "--help").stdout and "--ttl" in cli("ask", "--help").stdout
     assert "--all" in cli("sessions", "list", "--help").stdout
+
+
+def test_the_source_of_chatcli_home_is_named_right(tmp_path):
+    (tmp_path / ".env").write_text(f"CHATCLI_HOME={tmp_path / 'from-dotenv'}\n")
+    assert load_settings(environ={}, cwd=tmp_path).sources["home"] == ".env:CHATCLI_HOME"
+    from_env = load_settings(environ={"CHATCLI_HOME": str(tmp_path / "e")}, cwd=tmp_path)
+    assert from_env.sources["home"] == "env:CHATCLI_HOME" and from_env.home == tmp_path / "e"
+    assert load_settings(environ={}, cwd=tmp_path / "nowhere").sources["home"] == "default"
