@@ -115,7 +115,13 @@ def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
         raise UsageError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise StorageError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
-    except (redis.RedisError, RedisClusterException) as exc:
+    except RedisClusterException as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Cluster mode is not enabled" in reason:  # a plain Redis at a cluster URL: a setting to fix
+            raise StorageError(f"Redis at {redact_url(url)} is not a cluster: use redis:// for it") from None
+        # no node could be reached to ask for the slot map: the cluster is down, like a dead single node
+        raise StorageUnavailable(f"cannot reach the Redis Cluster at {redact_url(url)}: {reason}") from None
+    except redis.RedisError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(f"cannot use Redis at {redact_url(url)}: {reason}") from None
 
