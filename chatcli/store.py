@@ -657,8 +657,9 @@ class SessionStore:
             position -= len(stale)
         return rows, (position if position < total else None)
 
-    def _describe(self, ranked: list[tuple[str, float]]) -> list[SessionInfo | str]:
-        """Rows for index entries, one pipelined round trip; an entry whose session is gone gives its id."""
+    def _describe(self, ranked: list[tuple[str, float | None]], indexed: bool = True) -> list[SessionInfo | str]:
+        """Rows for sessions (with their index score, if any), one pipelined round trip; a session that is
+        gone gives its id instead. An unindexed session is only its list; an indexed one may be only meta."""
 
         def build(pipe: Any) -> None:
             for sid, _score in ranked:
@@ -671,7 +672,7 @@ class SessionStore:
         for i, (sid, score) in enumerate(ranked):
             raw_meta, length, oldest = results[3 * i : 3 * i + 3]
             meta = _decode_hash(raw_meta)
-            if not length and not meta:
+            if not length and (not meta or not indexed):
                 described.append(sid)
                 continue
             first = exporting.parse_entry(oldest) if oldest is not None else None
@@ -683,6 +684,7 @@ class SessionStore:
                     updated=_float(meta.get("updated")) or score,
                     title=meta.get("title") or exporting.title_from(first),
                     meta=meta,
+                    indexed=indexed,
                 )
             )
         return described
@@ -715,33 +717,9 @@ class SessionStore:
             ids = candidates[start : start + batch]
             scores = self._run(lambda: self._pipe_exec(lambda p: [p.zscore(self.index_key, sid) for sid in ids]))  # noqa: B023
             ids = [sid for sid, score in zip(ids, scores, strict=True) if score is None]
-            if not ids:
-                continue
-
-            def build(pipe: Any) -> None:
-                for sid in ids:  # noqa: B023
-                    pipe.hgetall(self.meta_key(sid))
-                    pipe.llen(self.list_key(sid))
-                    pipe.lindex(self.list_key(sid), -1)
-
-            results = self._run(lambda: self._pipe_exec(build))
-            for i, sid in enumerate(ids):
-                raw_meta, length, oldest = results[3 * i : 3 * i + 3]
-                if not length:
-                    continue  # gone since the scan
-                meta = _decode_hash(raw_meta)
-                first = exporting.parse_entry(oldest) if oldest is not None else None
-                rows.append(
-                    SessionInfo(
-                        id=sid,
-                        messages=int(length),
-                        created=_float(meta.get("created")),
-                        updated=_float(meta.get("updated")),
-                        title=meta.get("title") or exporting.title_from(first),
-                        meta=meta,
-                        indexed=False,
-                    )
-                )
+            if ids:  # a session gone since the scan gives its id: left out
+                described = self._describe([(sid, None) for sid in ids], indexed=False)
+                rows += [info for info in described if isinstance(info, SessionInfo)]
         rows.sort(key=lambda r: (-(r.updated or 0.0), r.id))
         return rows
 
