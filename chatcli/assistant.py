@@ -8,6 +8,7 @@ reader stops early, so a turn saves exactly the text it yielded, flagged when it
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pydantic import SecretStr
 
 from chatcli import exporting
 from chatcli.errors import ChatcliError, ModelError
-from chatcli.settings import Settings
+from chatcli.settings import Settings, require_model_key
 from chatcli.store import SessionStore, Window
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -54,14 +55,7 @@ def budget(max_tokens: int) -> Callable[[dict[str, Any]], bool]:
 
 def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
     """The newest messages that fit in `max_tokens` (approximate), starting on a user message."""
-    kept: list[dict[str, Any]] = []
-    budget = max_tokens
-    for entry in reversed(entries):
-        cost = approx_tokens(entry)
-        if cost > budget:
-            break
-        budget -= cost
-        kept.append(entry)
+    kept = list(itertools.takewhile(budget(max_tokens), reversed(entries)))
     kept.reverse()
     while kept and exporting.role(kept[0]) != "user":
         kept.pop(0)
@@ -206,11 +200,7 @@ class Assistant:
         temperature: float | None = None,
         system: str | None = None,
     ):
-        if not settings.api_key and not settings.base_url:
-            raise ModelError(
-                "OPENAI_API_KEY is not set: export it or add it to .env "
-                "(or set OPENAI_BASE_URL to a server that needs no key)"
-            )
+        require_model_key(settings)
         self.settings = settings
         self.store = store
         self.model = model or settings.model

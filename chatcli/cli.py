@@ -29,7 +29,7 @@ from chatcli.errors import (
     UsageError,
 )
 from chatcli.files import write_atomically
-from chatcli.settings import Settings, load_settings
+from chatcli.settings import Settings, load_settings, require_model_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,14 +215,6 @@ def _assistant(settings: Settings, store: Any, model: str | None, temperature: f
     return Assistant(settings, store, model=model, temperature=temperature, system=system)
 
 
-def _check_model_key(settings: Settings) -> None:
-    if not settings.api_key and not settings.base_url:
-        raise ModelError(
-            "OPENAI_API_KEY is not set: export it or add it to .env "
-            "(or set OPENAI_BASE_URL to a server that needs no key)"
-        )
-
-
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model name (CHATCLI_MODEL).")]
 System = Annotated[str | None, typer.Option("--system", help="System prompt; stored with the session.")]
 Temperature = Annotated[
@@ -254,7 +246,7 @@ def chat(
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
-    _check_model_key(settings)
+    require_model_key(settings)
     session_id = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
     resumed = False
@@ -322,7 +314,7 @@ def ask(
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
-    _check_model_key(settings)
+    require_model_key(settings)
     session_id = checked_id(session) if session is not None else new_session_id()
     store = open_store(settings, spool=True)
     assistant = _assistant(settings, store, model, temperature, system)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
 
-from chatcli.errors import UsageError
+from chatcli.errors import ModelError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -274,3 +274,12 @@ def mask_secret(value: str | None) -> str:
     if len(value) <= 8:
         return "***"
     return f"{value[:3]}…{value[-4:]}"
+
+
+def require_model_key(settings: Settings) -> None:
+    """ModelError unless a key is set or a base URL is (local servers need no key)."""
+    if not settings.api_key and not settings.base_url:
+        raise ModelError(
+            "OPENAI_API_KEY is not set: export it or add it to .env "
+            "(or set OPENAI_BASE_URL to a server that needs no key)"
+        )
