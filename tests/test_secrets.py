@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from tests.conftest import free_port, start_redis
+from tests.conftest import free_port, start_redis, wait_for_redis
 from tests.model_server import Reply
 from tests.test_doctor_config import lines
 
@@ -101,17 +100,11 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
     args += ["--requirepass", "default-pw", "--user", "alice", "on", ">alice-pw", "~*", "&*", "+@all"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = TlsRedis(port, work / "ca.pem")
-    client = redis.Redis.from_url(server.url("alice", "alice-pw"), socket_connect_timeout=0.2)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.02)
+    try:
+        wait_for_redis(server.url("alice", "alice-pw"))
+    except redis.ConnectionError:
+        proc.kill()
+        raise
     yield server
     proc.terminate()
     proc.wait(10)
