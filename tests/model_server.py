@@ -299,6 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body,
+                "raw": raw,
             }
         )
         return body
@@ -570,6 +571,13 @@ class ModelServer:
             if r["method"] == "POST"
             and urlsplit(r["path"]).path.rstrip("/") in ("/v1/chat/completions", "/chat/completions")
         ]
+
+    def last_raw_body(self) -> bytes:
+        """The bytes of the most recent request body, as they arrived."""
+        with self._lock:
+            if not self.requests:
+                raise AssertionError("ModelServer received no requests")
+            return bytes(self.requests[-1]["raw"])
 
     def last_messages(self) -> list[dict[str, Any]]:
         """``messages`` of the most recent chat request."""

@@ -359,3 +359,42 @@ def test_history_window_and_trimming(cli, model, rdb, monkeypatch):
     write = commands[commands.index("MULTI") :]
     assert write[1].startswith("LPUSH message_store:long ") and write[-1] == "EXEC"
     assert rdb.llen("message_store:long") == 602
+
+
+def test_the_request_body_is_what_stock_chat_openai_sends(model):
+    """chatcli's ChatOpenAI hands the SDK its message dicts untransformed: the bytes sent must not change."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    from chatcli.assistant import chat_openai_class
+
+    conversation = [
+        SystemMessage(content='You answer in "quotes" \\ and tabs\t.'),
+        HumanMessage(content="Grüße 👋 <b>[bold]x[/bold]</b>\nline two", name="bob"),
+        AIMessage(
+            content="an answer\u2028with a separator",
+            response_metadata={"finish_reason": "stop", "chatcli": {"interrupted": True}},
+            usage_metadata={"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+        ),
+        HumanMessage(content=[{"type": "text", "text": "a question in blocks"}]),
+    ]
+    options = {
+        "model": "gpt-4o-mini",
+        "api_key": SecretStr("sk-test"),
+        "base_url": model.base_url,
+        "temperature": 0.3,
+        "stream_usage": True,
+    }
+    bodies = []
+    for cls in (ChatOpenAI, chat_openai_class()):
+        answer = "".join(str(chunk.content) for chunk in cls(**options).stream(conversation))
+        assert answer == model.responder(model.last_messages())
+        bodies.append(model.last_raw_body())
+    stock, ours = bodies
+    assert json.loads(ours)["messages"][1] == {
+        "content": "Grüße 👋 <b>[bold]x[/bold]</b>\nline two",
+        "role": "user",
+        "name": "bob",
+    }
+    assert ours == stock
