@@ -34,13 +34,18 @@ def approx_tokens(entry: dict[str, Any]) -> int:
     return len(exporting.text(entry)) // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE
 
 
-def window_size(max_tokens: int) -> int:
-    """How many of the newest messages one turn reads: no message costs fewer than ~8 tokens here."""
-    return max(16, max_tokens // 8)
+def read_sizes(max_tokens: int) -> tuple[int, int]:
+    """How many of the newest messages a turn reads first, and at most (SessionStore.window).
+
+    The first read is sized for messages of ~32 approximate tokens (128 characters) on average, so a long
+    session costs the bytes its budget holds, not 4× them; when all of those fit, a second read goes up to
+    what messages of ~8 tokens would fill.
+    """
+    return max(16, max_tokens // 32), max(16, max_tokens // 8)
 
 
 def budget(max_tokens: int) -> Callable[[dict[str, Any]], bool]:
-    """A predicate for SessionStore.window: accepts messages, newest first, while they fit in `max_tokens`."""
+    """A predicate that accepts messages, newest first, while they fit in `max_tokens`."""
     remaining = max_tokens
 
     def fits(entry: dict[str, Any]) -> bool:
@@ -52,6 +57,12 @@ def budget(max_tokens: int) -> Callable[[dict[str, Any]], bool]:
         return True
 
     return fits
+
+
+def read_window(store: SessionStore, session_id: str, max_tokens: int) -> Window:
+    """The newest messages a turn may send, and the session's metadata."""
+    first, most = read_sizes(max_tokens)
+    return store.window(session_id, first, functools.partial(budget, max_tokens), most)
 
 
 def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
@@ -83,7 +94,7 @@ class SessionHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         if self.window is None:
-            self.window = self.store.window(self.session_id, window_size(self.max_tokens), budget(self.max_tokens))
+            self.window = read_window(self.store, self.session_id, self.max_tokens)
         return messages_from_dict(trim(self.window.messages, self.max_tokens))
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -117,8 +128,7 @@ class Turn:
 
     def __iter__(self) -> Iterator[str]:
         assistant = self.assistant
-        max_tokens = assistant.settings.max_history_tokens
-        window = assistant.store.window(self.session_id, window_size(max_tokens), budget(max_tokens))
+        window = read_window(assistant.store, self.session_id, assistant.settings.max_history_tokens)
         self.skipped = window.skipped
         system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
         history = SessionHistory(

@@ -160,43 +160,56 @@ class SessionStore:
         self._run(self.client.ping)
 
     # -- reading ---------------------------------------------------------------------------------
-    def window(self, session_id: str, size: int, fits: Callable[[dict[str, Any]], bool] | None = None) -> Window:
+    def window(
+        self,
+        session_id: str,
+        size: int,
+        budget: Callable[[], Callable[[dict[str, Any]], bool]] | None = None,
+        most: int = 0,
+    ) -> Window:
         """The newest `size` messages (oldest first) and the metadata: one pipelined round trip.
 
-        With `fits`, messages are parsed newest first and parsing stops at the first one `fits` rejects:
-        a turn parses what its token budget keeps, not the whole window.
+        With `budget` (a factory of predicates that accept messages, newest first, while they fit), messages
+        are parsed newest first and parsing stops at the first one the predicate rejects: a turn parses what
+        its token budget keeps, not the whole window. When every one of the `size` messages fits and the list
+        may hold more, the window is read again, up to `most` messages: a second round trip, only for
+        sessions whose newest messages are much shorter than `size` assumed.
 
         With a spool, spooled turns are flushed first (so they are in the window), and when Redis does not
         answer the window is what this process last read and wrote plus the spooled turns (`offline`).
         """
 
-        def read() -> Window:
+        def read(count: int) -> Window:
             pipe = self.client.pipeline(transaction=False)
-            pipe.lrange(self.list_key(session_id), 0, size - 1)
+            pipe.lrange(self.list_key(session_id), 0, count - 1)
             pipe.hgetall(self.meta_key(session_id))
             raw_items, raw_meta = pipe.execute()
-            if fits is None:
+            if budget is None:
                 messages, skipped = self._parse(reversed(raw_items))
-            else:
-                messages, skipped = [], 0
-                for raw in raw_items:  # newest first
-                    entry = exporting.parse_entry(raw)
-                    if entry is None:
-                        skipped += 1
-                    elif not fits(entry):
-                        break
-                    else:
-                        messages.append(entry)
-                messages.reverse()
+                return Window(messages, _decode_hash(raw_meta), skipped)
+            fits = budget()
+            messages, skipped, full = [], 0, False
+            for raw in raw_items:  # newest first
+                entry = exporting.parse_entry(raw)
+                if entry is None:
+                    skipped += 1
+                elif not fits(entry):
+                    full = True
+                    break
+                else:
+                    messages.append(entry)
+            if not full and len(raw_items) == count < most:
+                return read(most)
+            messages.reverse()
             return Window(messages, _decode_hash(raw_meta), skipped)
 
         if self.spool is None:
-            return self._run(read)
+            return self._run(read, size)
         try:
             self.flush_spool()
-            window = self._run(read)
+            window = self._run(read, size)
         except StorageUnavailable:
-            return self._offline_window(session_id, size)
+            return self._offline_window(session_id, max(size, most))
         self._recent[session_id] = list(window.messages)
         self._recent_meta[session_id] = dict(window.meta)
         return window

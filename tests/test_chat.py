@@ -333,7 +333,8 @@ def test_history_window_and_trimming(cli, model, rdb, monkeypatch):
     from langchain_core.messages import AIMessage, HumanMessage, message_to_dict
 
     for i in range(300):
-        for m in (HumanMessage(content=f"question {i:03d} " + "x" * 40), AIMessage(content=f"answer {i:03d}")):
+        question, answer = f"question {i:03d} " + "x" * 40, f"answer {i:03d} " + "y" * 60
+        for m in (HumanMessage(content=question), AIMessage(content=answer)):
             rdb.lpush("message_store:long", json.dumps(message_to_dict(m)))
     monkeypatch.setenv("CHATCLI_MAX_HISTORY_TOKENS", "200")
     monitor_conn = redis.Redis.from_url(cli.environ["CHATCLI_REDIS_URL"], decode_responses=True)
@@ -348,14 +349,14 @@ def test_history_window_and_trimming(cli, model, rdb, monkeypatch):
                 break
     assert result.exit_code == 0, result.stderr
     sent = model.last_messages()
-    # 200 tokens at ~4 chars a token (+3 a message): a question costs 16, an answer 5, so the newest
-    # 9 exchanges fit; the history starts on a user message
-    assert [m["content"][:12] for m in sent[1:-1]] == [
-        text for i in range(291, 300) for text in (f"question {i:03d}", f"answer {i:03d}")
+    # 200 tokens at ~4 chars a token (+3 a message): a question costs 16, an answer 20, so the newest
+    # 5 exchanges fit, and one more answer, dropped: the history starts on a user message
+    assert [m["content"].split()[:2] for m in sent[1:-1]] == [
+        [kind, f"{i:03d}"] for i in range(295, 300) for kind in ("question", "answer")
     ]
     assert sent[-1] == {"role": "user", "content": "newest"}
     reads = [c for c in commands if c.startswith("LRANGE")]
-    assert reads == ["LRANGE message_store:long 0 24"]  # one windowed read, never the whole list
+    assert reads == ["LRANGE message_store:long 0 15"]  # one windowed read, never the whole list
     write = commands[commands.index("MULTI") :]
     assert write[1].startswith("LPUSH message_store:long ") and write[-1] == "EXEC"
     assert rdb.llen("message_store:long") == 602

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chatcli.assistant import budget, trim
+from chatcli.assistant import budget, read_sizes, read_window, trim
 from chatcli.store import SessionStore
 
 
@@ -23,7 +23,34 @@ def test_window_with_a_budget_keeps_what_trim_keeps_and_stops_parsing_there(rdb)
     whole = store.window("long", 200)
     assert whole.skipped == 2 and len(whole.messages) == 100
 
-    lazy = store.window("long", 200, budget(100))
+    lazy = store.window("long", 200, lambda: budget(100))
     assert lazy.skipped == 1  # the old unreadable element was never parsed
     assert lazy.messages == whole.messages[-len(lazy.messages) :]
     assert trim(lazy.messages, 100) == trim(whole.messages, 100) != []
+
+
+def _lrange_calls(rdb) -> int:
+    return int(rdb.info("commandstats").get("cmdstat_lrange", {}).get("calls", 0))
+
+
+def test_a_budget_the_first_read_fills_costs_one_read(rdb):
+    store = SessionStore(rdb)
+    rdb.lpush(store.list_key("wordy"), *[json.dumps(_entry("human", "w" * 400)) for _ in range(3000)])
+    first, most = read_sizes(8000)
+    before = _lrange_calls(rdb)
+    window = read_window(store, "wordy", 8000)
+    assert _lrange_calls(rdb) - before == 1
+    assert len(window.messages) == 8000 // 103 < first < most  # 400 characters: 103 approximate tokens
+
+
+def test_short_messages_past_the_first_read_are_read_again_up_to_the_most(rdb):
+    store = SessionStore(rdb)
+    entries = [_entry("human" if i % 2 == 0 else "ai", f"m{i:03d}") for i in range(300)]  # 4 tokens each
+    rdb.lpush(store.list_key("short"), *[json.dumps(e) for e in entries])
+    first, most = read_sizes(200)
+    assert (first, most) == (16, 25)
+    before = _lrange_calls(rdb)
+    window = read_window(store, "short", 200)
+    assert _lrange_calls(rdb) - before == 2
+    # 200 tokens would hold 50 of these; the second read stops at `most`, the newest 25, in order
+    assert window.messages == entries[-most:]
