@@ -579,7 +579,7 @@ def bench_listing(quick: bool, url: str, tmp: Path) -> None:
     store = SessionStore(client)
     env = cli_env(url, tmp)
     repeats = 5 if quick else 15
-    lib: dict[str, list[float]] = {"list_sessions": [], "scan": [], "cli": [], "cli scan": []}
+    lib: dict[str, list[float]] = {"list_sessions": [], "scan": [], "cli": [], "cli scan": [], "floor": []}
 
     def scan() -> int:
         return sum(1 for _ in client.scan_iter(match=b"message_store:*", count=1000))
@@ -587,6 +587,8 @@ def bench_listing(quick: bool, url: str, tmp: Path) -> None:
     assert scan() == count and len(store.list_sessions(limit=50)[0]) == 50
     cli = [str(BIN / "chatcli"), "sessions", "list"]
     cli_scan = [sys.executable, "-c", SCAN_LISTING, url]
+    # the least any Python command listing through redis-py costs: start, import redis, one round trip
+    floor = [sys.executable, "-c", "import sys, redis; redis.Redis.from_url(sys.argv[1]).ping()", url]
     for _ in range(repeats):
         start = time.perf_counter()
         store.list_sessions(limit=50)
@@ -596,6 +598,7 @@ def bench_listing(quick: bool, url: str, tmp: Path) -> None:
         lib["scan"].append(time.perf_counter() - start)
         lib["cli"].append(timed_run(cli, env, tmp))
         lib["cli scan"].append(timed_run(cli_scan, env, tmp))
+        lib["floor"].append(timed_run(floor, env, tmp))
     t = {k: median(v) for k, v in lib.items()}
     rounds = {k: dict(enumerate(v)) for k, v in lib.items()}
     add(
@@ -622,6 +625,30 @@ def bench_listing(quick: bool, url: str, tmp: Path) -> None:
             0.1,
             "both fresh processes; the script SCANs, reads every session's activity, sorts, prints 50",
             paired=paired(rounds["cli"], rounds["cli scan"]),
+        )
+    )
+    add(
+        Row(
+            "listing",
+            "floor: `python -c 'import redis; ping'` vs SCAN listing script",
+            t["floor"],
+            t["cli scan"],
+            "s",
+            "<= 0.1 ×",
+            0.1,
+            "no listing at all: Python start-up, redis-py's import and one PING",
+            paired=paired(rounds["floor"], rounds["cli scan"]),
+        )
+    )
+    add(
+        Row(
+            "listing",
+            "`chatcli sessions list` vs that floor",
+            t["cli"],
+            t["floor"],
+            "s",
+            note="what chatcli adds: typer, rich, settings, the listing",
+            paired=paired(rounds["cli"], rounds["floor"]),
         )
     )
     client.flushall()
