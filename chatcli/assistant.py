@@ -37,7 +37,7 @@ def approx_tokens(entry: dict[str, Any]) -> int:
 def read_sizes(max_tokens: int) -> tuple[int, int]:
     """How many of the newest messages a turn reads first, and at most (SessionStore.window).
 
-    The first read is sized for messages of ~32 approximate tokens (128 characters) on average, so a long
+    The first read is sized for messages of ~32 approximate tokens (~116 characters) on average, so a long
     session costs the bytes its budget holds, not 4× them; when all of those fit, a second read goes up to
     what messages of ~8 tokens would fill.
     """
@@ -280,8 +280,9 @@ def chat_openai_class() -> type:
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
             payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
             messages = payload.get("messages")
-            if isinstance(messages, list) and "response_format" not in payload:
-                payload["extra_body"] = {**(payload.get("extra_body") or {}), "messages": messages}
+            extra = payload.get("extra_body") or {}
+            if isinstance(messages, list) and "response_format" not in payload and "messages" not in extra:
+                payload["extra_body"] = {**extra, "messages": messages}
                 payload["messages"] = []
             return payload
 

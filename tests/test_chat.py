@@ -362,7 +362,8 @@ def test_history_window_and_trimming(cli, model, rdb, monkeypatch):
     assert rdb.llen("message_store:long") == 602
 
 
-def test_the_request_body_is_what_stock_chat_openai_sends(model):
+@pytest.mark.parametrize("model_name", ["gpt-4o-mini", "o3-mini"])  # o-series: system becomes "developer"
+def test_the_request_body_is_what_stock_chat_openai_sends(model, model_name):
     """chatcli's ChatOpenAI hands the SDK its message dicts untransformed: the bytes sent must not change."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
     from langchain_openai import ChatOpenAI
@@ -381,21 +382,22 @@ def test_the_request_body_is_what_stock_chat_openai_sends(model):
         HumanMessage(content=[{"type": "text", "text": "a question in blocks"}]),
     ]
     options = {
-        "model": "gpt-4o-mini",
+        "model": model_name,
         "api_key": SecretStr("sk-test"),
         "base_url": model.base_url,
         "temperature": 0.3,
         "stream_usage": True,
     }
+    # the SDK is handed no messages to walk: they ride in extra_body
+    payload = chat_openai_class()(**options)._get_request_payload(conversation, stream=True)
+    assert payload["messages"] == [] and len(payload["extra_body"]["messages"]) == len(conversation)
     bodies = []
     for cls in (ChatOpenAI, chat_openai_class()):
         answer = "".join(str(chunk.content) for chunk in cls(**options).stream(conversation))
         assert answer == model.responder(model.last_messages())
         bodies.append(model.last_raw_body())
     stock, ours = bodies
-    assert json.loads(ours)["messages"][1] == {
-        "content": "Grüße 👋 <b>[bold]x[/bold]</b>\nline two",
-        "role": "user",
-        "name": "bob",
-    }
+    sent = json.loads(ours)["messages"]
+    assert sent[0]["role"] == ("developer" if model_name.startswith("o3") else "system")
+    assert sent[1] == {"content": "Grüße 👋 <b>[bold]x[/bold]</b>\nline two", "role": "user", "name": "bob"}
     assert ours == stock
