@@ -59,9 +59,15 @@ def budget(max_tokens: int) -> Callable[[dict[str, Any]], bool]:
     return fits
 
 
-def read_window(store: SessionStore, session_id: str, max_tokens: int) -> Window:
-    """The newest messages a turn may send, and the session's metadata."""
+def read_window(store: SessionStore, session_id: str, max_tokens: int, hint: int = 0) -> Window:
+    """The newest messages a turn may send, and the session's metadata.
+
+    `hint`: how many elements the previous turn of this session used (see Assistant.turn); the first read
+    covers that and a margin, so a session of short messages pays its second read once, not every turn.
+    """
     first, most = read_sizes(max_tokens)
+    if hint:
+        first = min(most, max(first, hint + hint // 4 + 4))
     return store.window(session_id, first, functools.partial(budget, max_tokens), most)
 
 
@@ -128,7 +134,9 @@ class Turn:
 
     def __iter__(self) -> Iterator[str]:
         assistant = self.assistant
-        window = read_window(assistant.store, self.session_id, assistant.settings.max_history_tokens)
+        max_tokens = assistant.settings.max_history_tokens
+        window = read_window(assistant.store, self.session_id, max_tokens, assistant._used.get(self.session_id, 0))
+        assistant._used[self.session_id] = len(window.messages) + window.skipped
         self.skipped = window.skipped
         system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
         history = SessionHistory(
@@ -218,6 +226,7 @@ class Assistant:
         self.temperature = temperature
         self.system = system
         self._pending: dict[str, SessionHistory] = {}
+        self._used: dict[str, int] = {}  # per session: list elements the last turn's window used
         self.chain = self._build_chain()
 
     def _build_chain(self) -> Any:

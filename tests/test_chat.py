@@ -362,6 +362,31 @@ def test_history_window_and_trimming(cli, model, rdb, monkeypatch):
     assert rdb.llen("message_store:long") == 602
 
 
+def test_a_chat_of_short_messages_reads_its_window_twice_once_then_once_a_turn(cli, model, rdb, monkeypatch):
+    """The first read is sized for ~116-character messages; a chat remembers what the last turn used."""
+    from langchain_core.messages import AIMessage, HumanMessage, message_to_dict
+
+    for i in range(150):
+        for m in (HumanMessage(content=f"q{i:03d}"), AIMessage(content=f"a{i:03d}")):  # 4 tokens each
+            rdb.lpush("message_store:short", json.dumps(message_to_dict(m)))
+    monkeypatch.setenv("CHATCLI_MAX_HISTORY_TOKENS", "200")  # reads 16 first, 25 at most
+    monitor_conn = redis.Redis.from_url(cli.environ["CHATCLI_REDIS_URL"], decode_responses=True)
+    with monitor_conn.monitor() as monitor:
+        result = cli("chat", "-s", "short", input="one\ntwo\nthree\n")
+        commands: list[str] = []
+        deadline = time.monotonic() + 5
+        while commands.count("EXEC") < 3 and time.monotonic() < deadline:
+            commands.append(monitor.next_command()["command"])
+    assert result.exit_code == 0, result.stderr
+    reads = [c.removeprefix("LRANGE message_store:short ") for c in commands if c.startswith("LRANGE")]
+    assert reads == ["0 15", "0 24", "0 24", "0 24"]
+    # what the budget holds of the newest 25, from a question on; the second and third turns' own
+    # exchanges are among them
+    sent = model.last_messages()
+    assert [m["content"] for m in sent[-5:]] == ["one", "echo: one", "two", "echo: two", "three"]
+    assert len(sent) == 1 + 24 + 1
+
+
 @pytest.mark.parametrize("model_name", ["gpt-4o-mini", "o3-mini"])  # o-series: system becomes "developer"
 def test_the_request_body_is_what_stock_chat_openai_sends(model, model_name):
     """chatcli's ChatOpenAI hands the SDK its message dicts untransformed: the bytes sent must not change."""
