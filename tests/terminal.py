@@ -17,16 +17,21 @@ import pyte
 ROWS, COLS = 30, 100
 
 
+def spawn(
+    args: list[str], env: dict[str, str], rows: int = ROWS, cols: int = COLS, term: str = "xterm"
+) -> pexpect.spawn:
+    """`python -m chatcli ARGS` in a real pseudo-terminal of a fixed size, prompt-toolkit without CPR."""
+    environ = {**env, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": term, "COLUMNS": str(cols), "LINES": str(rows)}
+    return pexpect.spawn(sys.executable, ["-m", "chatcli", *args], env=environ, dimensions=(rows, cols), timeout=30)
+
+
 class Terminal:
     def __init__(self, args: list[str], env: dict[str, str], rows: int = ROWS, cols: int = COLS):
         self.rows, self.cols = rows, cols
         self.screen = pyte.HistoryScreen(cols, rows, history=100_000, ratio=0.5)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
-        environ = {**env, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm-256color", "COLUMNS": str(cols)}
-        self.child = pexpect.spawn(
-            sys.executable, ["-m", "chatcli", *args], env=environ, dimensions=(rows, cols), timeout=30
-        )
+        self.child = spawn(args, env, rows, cols, term="xterm-256color")
 
     # -- reading ---------------------------------------------------------------------------------------
     def _pump(self, timeout: float) -> bool:

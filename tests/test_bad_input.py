@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import unicodedata
 
 from hypothesis import HealthCheck, example, given, settings
@@ -105,10 +104,9 @@ ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 
 def run_in_terminal(*args: str) -> bytes:
     """chatcli in a real pseudo-terminal (fixed size); every raw byte it wrote."""
-    import pexpect
+    from tests.terminal import spawn
 
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "COLUMNS": "100", "LINES": "30"}
-    child = pexpect.spawn(sys.executable, ["-m", "chatcli", *args], env=env, dimensions=(30, 100), timeout=30)
+    child = spawn(list(args), dict(os.environ))
     raw = child.read()
     child.close()
     assert child.exitstatus == 0, raw

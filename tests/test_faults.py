@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import start_redis
 from tests.model_server import Reply
+from tests.terminal import spawn
 
 
 def stored(client, session_id: str) -> list[tuple[str, str]]:
@@ -275,10 +276,7 @@ def test_files_under_chatcli_home_are_the_users_alone(cli, model, monkeypatch, t
     home = tmp_path / "fresh" / "chatcli-home"  # does not exist yet: chatcli creates it
     monkeypatch.delenv("CHATCLI_REDIS_URL")
     monkeypatch.setenv("CHATCLI_HOME", str(home))
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
-    child = pexpect.spawn(
-        sys.executable, ["-m", "chatcli", "chat", "-s", "modes"], env=env, dimensions=(30, 100), timeout=30
-    )
+    child = spawn(["chat", "-s", "modes"], dict(os.environ))
     try:
         child.expect_exact("modes>")
         child.sendline("hello")
@@ -319,10 +317,7 @@ def test_in_the_repl_a_failed_turn_is_one_line_stores_nothing_and_is_one_up_arro
     import pexpect
 
     model.script(Reply(status=401, text="no"))
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
-    child = pexpect.spawn(
-        sys.executable, ["-m", "chatcli", "chat", "-s", "repl-fail"], env=env, dimensions=(30, 100), timeout=30
-    )
+    child = spawn(["chat", "-s", "repl-fail"], dict(os.environ))
     try:
         child.expect_exact("repl-fail>")
         child.sendline("lost question")
