@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from redis.connection import AbstractConnection  # noqa: E402
 
+from chatcli.catalog import SessionCatalog  # noqa: E402
 from chatcli.redis_server import find_binary  # noqa: E402
 from chatcli.settings import Settings  # noqa: E402
 from chatcli.store import SessionStore  # noqa: E402
@@ -290,8 +291,8 @@ def seed_list(client: redis.Redis, key: str, elements: list[str], batch: int = 2
 
 
 def seed_session(store: SessionStore, session_id: str, n: int) -> None:
-    seed_list(store.client, store.list_key(session_id), conversation(n))
-    store.append(session_id, [], meta={"model": "gpt-4o-mini"})
+    seed_list(store.client, store.keys.session(session_id), conversation(n))
+    store.set_meta(session_id, model="gpt-4o-mini")
 
 
 # -- 1. start-up -------------------------------------------------------------------------------------
@@ -462,7 +463,7 @@ def bench_turns(quick: bool, url: str, tmp: Path) -> None:
             name = f"seed @{n}" if kind == "seed" else f"chatcli {budget} @{n}"
             sid = name.replace(" ", "-").replace("@", "")
             if kind == "seed":
-                seed_list(client, store.list_key(sid), elements[n])
+                seed_list(client, store.keys.session(sid), elements[n])
                 turns[name] = stream(seed_chain, sid)
             else:
                 seed_session(store, sid, n)
@@ -471,7 +472,7 @@ def bench_turns(quick: bool, url: str, tmp: Path) -> None:
                     home=tmp, base_url=model.base_url, api_key="x", redis_url=url, max_history_tokens=budget
                 )
                 turns[name] = chatcli_turn(Assistant(settings, SessionStore(redis.Redis.from_url(url))), sid)
-            restore[name] = trim_back(store.list_key(sid), n)
+            restore[name] = trim_back(store.keys.session(sid), n)
 
         rounds = 12 if quick else 40
         sparse = {"seed @10000": 4 if quick else 6, "seed @1000": 2}  # seconds a turn: fewer samples
@@ -564,9 +565,9 @@ def seed_sessions(client: redis.Redis, count: int, batch: int = 2000) -> None:
         for i in range(start, min(count, start + batch)):
             sid = f"s{i:07d}"
             ts = repr(now + i)
-            pipe.lpush(store.list_key(sid), question, answer)
-            pipe.hset(store.meta_key(sid), mapping={"created": ts, "updated": ts, "model": "gpt-4o-mini"})
-            pipe.zadd(store.index_key, {sid: now + i})
+            pipe.lpush(store.keys.session(sid), question, answer)
+            pipe.hset(store.keys.meta(sid), mapping={"created": ts, "updated": ts, "model": "gpt-4o-mini"})
+            pipe.zadd(store.keys.index, {sid: now + i})
         pipe.execute()
 
 
@@ -584,14 +585,14 @@ def bench_listing(quick: bool, url: str, tmp: Path) -> None:
     def scan() -> int:
         return sum(1 for _ in client.scan_iter(match=b"message_store:*", count=1000))
 
-    assert scan() == count and len(store.list_sessions(limit=50)[0]) == 50
+    assert scan() == count and len(SessionCatalog(store).list_sessions(limit=50)[0]) == 50
     cli = [str(BIN / "chatcli"), "sessions", "list"]
     cli_scan = [sys.executable, "-c", SCAN_LISTING, url]
     # the least any Python command listing through redis-py costs: start, import redis, one round trip
     floor = [sys.executable, "-c", "import sys, redis; redis.Redis.from_url(sys.argv[1]).ping()", url]
     for _ in range(repeats):
         start = time.perf_counter()
-        store.list_sessions(limit=50)
+        SessionCatalog(store).list_sessions(limit=50)
         lib["list_sessions"].append(time.perf_counter() - start)
         start = time.perf_counter()
         scan()

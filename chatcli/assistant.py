@@ -1,15 +1,19 @@
 """The chain, and what a turn saves.
 
-`ChatPromptTemplate(system, history, human) | ChatOpenAI`, wrapped in `RunnableWithMessageHistory`.
-RunnableWithMessageHistory reads the history through `SessionHistory`; the writes are ours: LangChain
-saves nothing when the stream raises and may save a partial answer shorter than what was shown when the
-reader stops early, so a turn saves exactly the text it yielded, flagged when it is not a whole answer.
+`ChatPromptTemplate(system, history, human) | ChatOpenAI`, wrapped in `RunnableWithMessageHistory`, whose
+history object (`SessionHistory`) is the turn's one read path and one write path. LangChain saves nothing
+when the stream raises and may save a partial answer shorter than what was shown when the reader stops
+early, so the history object bound to a turn writes what the turn yielded, flagged when it is not a whole
+answer, exactly once (the turn id), whether LangChain or the turn itself asks first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +26,9 @@ from pydantic import SecretStr
 
 from chatcli import exporting
 from chatcli.errors import ChatcliError, ModelError
+from chatcli.records import TurnRecord, message_id, new_turn_id
 from chatcli.settings import Settings, require_model_key
-from chatcli.store import SessionStore, Window
+from chatcli.store import Window, with_id
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 CHARS_PER_TOKEN = 4
@@ -59,7 +64,7 @@ def budget(max_tokens: int) -> Callable[[dict[str, Any]], bool]:
     return fits
 
 
-def read_window(store: SessionStore, session_id: str, max_tokens: int, hint: int = 0) -> Window:
+def read_window(store: Any, session_id: str, max_tokens: int, hint: int = 0) -> Window:
     """The newest messages a turn may send, and the session's metadata.
 
     `hint`: how many elements the previous turn of this session used (see Assistant.turn); the first read
@@ -80,33 +85,111 @@ def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, A
     return kept
 
 
-class SessionHistory(BaseChatMessageHistory):
-    """A LangChain chat history over a chatcli session: reads a trimmed window, appends in one round trip."""
+class Redactor:
+    """Replaces secrets in streamed text, also when a secret is split across chunks: the text that could
+    still be the start of a secret is held back until the next piece (or the end) decides."""
 
-    def __init__(
-        self,
-        store: SessionStore,
-        session_id: str,
-        max_tokens: int,
-        window: Window | None = None,
-        autosave: bool = True,
-    ):
+    def __init__(self, secrets: Sequence[str]):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        self.held = ""
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def feed(self, piece: str) -> str:
+        if not self.secrets:
+            return piece
+        text = self.scrub(self.held + piece)
+        keep = 0
+        for secret in self.secrets:  # the longest tail of text that starts a secret
+            for size in range(min(len(secret) - 1, len(text)), keep, -1):
+                if secret.startswith(text[-size:]):
+                    keep = size
+                    break
+        self.held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def finish(self) -> str:
+        rest, self.held = self.held, ""
+        return rest
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold back SIGINT, SIGTERM and SIGHUP (delivered when the block ends): saving a turn is not cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class SessionHistory(BaseChatMessageHistory):
+    """A LangChain chat history over a chatcli session: the turn's one read path and one write path.
+
+    `messages` is the newest window that fits the token budget (one windowed read, kept for the turn);
+    `add_messages` writes through the store in one round trip as one idempotent turn. Bound to a Turn, it
+    writes that turn's exchange as chatcli saves it (what was shown, flagged when not whole) exactly once,
+    whoever calls first: RunnableWithMessageHistory when the stream ends, or the Turn when it did not.
+    """
+
+    def __init__(self, store: Any, session_id: str, max_tokens: int, hint: int = 0, turn: Turn | None = None):
         self.store = store
         self.session_id = session_id
         self.max_tokens = max_tokens
-        self.window = window
-        self.autosave = autosave
+        self.hint = hint
+        self.turn = turn
+        self.window: Window | None = None
+        self.skipped = 0
+        self.saved: bool | None = None  # None: not yet; True: in Redis; False: waiting in the spool
+
+    def load(self) -> Window:
+        if self.window is None:
+            self.window = read_window(self.store, self.session_id, self.max_tokens, self.hint)
+        return self.window
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        if self.window is None:
-            self.window = read_window(self.store, self.session_id, self.max_tokens)
-        return messages_from_dict(trim(self.window.messages, self.max_tokens))
+        window = self.load()
+        messages = []
+        self.skipped = window.skipped
+        for entry in trim(window.messages, self.max_tokens):
+            try:
+                messages.extend(messages_from_dict([entry]))
+            except Exception:  # what LangChain cannot read is skipped, the session goes on
+                self.skipped += 1
+        return messages
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        if self.autosave:
-            self.store.append(self.session_id, [message_to_dict(m) for m in messages])
-            self.window = None
+        if self.turn is not None:
+            # called by RunnableWithMessageHistory at the stream's end, which logs what this raises and goes
+            # on: a failure here is left to the turn's own call of save_turn, which reports it
+            with contextlib.suppress(Exception):
+                self.save_turn()
+            return
+        record = TurnRecord(self.session_id, [])
+        record.entries = [with_id(message_to_dict(m), message_id(record.turn, i)) for i, m in enumerate(messages)]
+        self._write(record)
+
+    def save_turn(self) -> None:
+        """Write the bound turn's exchange, once: nothing when no text arrived."""
+        turn = self.turn
+        if turn is None or self.saved is not None or not turn.received:
+            return
+        with signals_held():
+            self._write(turn.record())
+        turn.saved = True
+
+    def _write(self, record: TurnRecord) -> None:
+        save = getattr(self.store, "save_turn", None)
+        self.saved = save(record) if save is not None else self.store.append_turn(record) or True
+        self.window = None
 
     def clear(self) -> None:
         self.store.delete([self.session_id])
@@ -120,53 +203,57 @@ class Turn:
     assistant: Assistant
     session_id: str
     question: str
+    id: str = field(default_factory=new_turn_id)
     received: list[str] = field(default_factory=list)
     status: str = "pending"  # complete | cut_off | interrupted | failed
     usage: tuple[int, int] | None = None
     error: ChatcliError | None = None
     saved: bool = False
     skipped: int = 0  # stored elements that were not usable messages
+    finish_reason: str | None = None
     response_metadata: dict[str, Any] = field(default_factory=dict)
+    history: SessionHistory | None = None
+    redactor: Redactor | None = None
 
     @property
     def text(self) -> str:
         return "".join(self.received)
 
+    @property
+    def spooled(self) -> bool:
+        """Saved, but only in the local spool (Redis did not take it yet)."""
+        return self.saved and self.history is not None and self.history.saved is False
+
     def __iter__(self) -> Iterator[str]:
         assistant = self.assistant
-        max_tokens = assistant.settings.max_history_tokens
-        window = read_window(assistant.store, self.session_id, max_tokens, assistant._used.get(self.session_id, 0))
-        assistant._used[self.session_id] = len(window.messages) + window.skipped
-        self.skipped = window.skipped
-        system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
-        history = SessionHistory(
-            assistant.store, self.session_id, assistant.settings.max_history_tokens, window, autosave=False
+        self.history = history = SessionHistory(
+            assistant.store,
+            self.session_id,
+            assistant.settings.max_history_tokens,
+            assistant._used.get(self.session_id, 0),
+            turn=self,
         )
-        assistant._pending[self.session_id] = history
-        finish_reason: str | None = None
+        window = history.load()
+        assistant._used[self.session_id] = len(window.messages) + window.skipped
+        system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
+        self.redactor = redactor = Redactor(assistant.secrets)
+        self.status = "streaming"
         try:
             stream = assistant.chain.stream(
                 {"input": self.question, "system": system},
-                config={"configurable": {"session_id": self.session_id}},
+                config={"configurable": {"session_id": self.session_id, "turn": self}},
             )
             for chunk in stream:
-                meta = getattr(chunk, "response_metadata", None) or {}
-                finish_reason = meta.get("finish_reason") or finish_reason
-                for key in ("model_name", "system_fingerprint"):
-                    if meta.get(key):
-                        self.response_metadata[key] = meta[key]
-                usage = getattr(chunk, "usage_metadata", None)
-                if usage:
-                    self.usage = (int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
-                piece = (
-                    chunk.content
-                    if isinstance(chunk.content, str)
-                    else exporting.text({"data": {"content": chunk.content}})
-                )
+                self._take_metadata(chunk)
+                piece = redactor.feed(exporting.text({"data": {"content": chunk.content}}))
                 if piece:
                     self.received.append(piece)
                     yield piece
-            self.status = "complete" if finish_reason else "cut_off"
+            rest = redactor.finish()
+            if rest:
+                self.received.append(rest)
+                yield rest
+            self.status = self._ended()
         except (GeneratorExit, KeyboardInterrupt):
             self.status = "interrupted"
             raise
@@ -175,23 +262,42 @@ class Turn:
         except Exception as exc:
             self.status, self.error = "failed", model_error(exc, assistant)
         finally:
-            if finish_reason:
-                self.response_metadata["finish_reason"] = finish_reason
-            self._save()
+            self.skipped = history.skipped or window.skipped
+            if self.status == "streaming":  # stopped between pieces: what was shown is what is saved
+                self.status = "interrupted"
+            history.save_turn()
         if self.error is not None:
             raise self.error
 
-    def _save(self) -> None:
-        """Store what was received: nothing when no text arrived, else the question and the answer so far."""
-        if not self.received:
-            return
+    def _take_metadata(self, chunk: Any) -> None:
+        meta = getattr(chunk, "response_metadata", None) or {}
+        self.finish_reason = meta.get("finish_reason") or self.finish_reason
+        for key in ("model_name", "system_fingerprint"):
+            if meta.get(key):
+                self.response_metadata[key] = meta[key]
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage:
+            self.usage = (int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
+
+    def _ended(self) -> str:
+        return "complete" if self.finish_reason else "cut_off"
+
+    def record(self) -> TurnRecord:
+        """The turn as it is stored: the question and the text received, flagged when it is not a whole answer."""
+        text = self.text
+        status = self.status
+        if status == "streaming":  # the stream's end, as LangChain reports it: the held-back tail follows
+            status = self._ended()
+            text += self.redactor.held if self.redactor else ""
         flags = {"complete": {}, "cut_off": {"cut_off": True}, "interrupted": {"interrupted": True}}.get(
-            self.status, {"error": str(self.error) if self.error else True}
+            status, {"error": str(self.error) if self.error else True}
         )
         metadata = dict(self.response_metadata)
+        if self.finish_reason:
+            metadata["finish_reason"] = self.finish_reason
         if flags:
             metadata["chatcli"] = flags
-        answer = AIMessage(content=self.text, response_metadata=metadata)
+        answer = AIMessage(content=text, response_metadata=metadata, id=message_id(self.id, 1))
         if self.usage:
             answer.usage_metadata = {
                 "input_tokens": self.usage[0],
@@ -201,10 +307,9 @@ class Turn:
         meta = {"model": self.assistant.model}
         if self.assistant.system:
             meta["system"] = self.assistant.system
-        incr = {"input_tokens": self.usage[0], "output_tokens": self.usage[1]} if self.usage else None
-        entries = [message_to_dict(HumanMessage(content=self.question)), message_to_dict(answer)]
-        self.assistant.store.append(self.session_id, entries, meta=meta, incr=incr)
-        self.saved = True
+        incr = {"input_tokens": self.usage[0], "output_tokens": self.usage[1]} if self.usage else {}
+        question = HumanMessage(content=self.question, id=message_id(self.id, 0))
+        return TurnRecord(self.session_id, [message_to_dict(question), message_to_dict(answer)], self.id, meta, incr)
 
 
 class Assistant:
@@ -213,7 +318,7 @@ class Assistant:
     def __init__(
         self,
         settings: Settings,
-        store: SessionStore,
+        store: Any,
         *,
         model: str | None = None,
         temperature: float | None = None,
@@ -225,12 +330,14 @@ class Assistant:
         self.model = model or settings.model
         self.temperature = temperature
         self.system = system
-        self._pending: dict[str, SessionHistory] = {}
+        self.secrets = [settings.api_key or ""]
         self._used: dict[str, int] = {}  # per session: list elements the last turn's window used
         self.chain = self._build_chain()
 
     def _build_chain(self) -> Any:
+        from langchain_core.runnables import ConfigurableFieldSpec
         from langchain_core.runnables.history import RunnableWithMessageHistory
+        from langchain_openai import ChatOpenAI
 
         prompt = ChatPromptTemplate.from_messages(
             [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{input}")]
@@ -238,7 +345,7 @@ class Assistant:
         options: dict[str, Any] = {}
         if self.temperature is not None:
             options["temperature"] = self.temperature
-        llm = chat_openai_class()(
+        llm = ChatOpenAI(
             model=self.model,
             api_key=SecretStr(self.settings.api_key or "not-needed"),
             base_url=self.settings.base_url,
@@ -255,14 +362,16 @@ class Assistant:
                 self._history_for,
                 input_messages_key="input",
                 history_messages_key="history",
+                history_factory_config=[
+                    ConfigurableFieldSpec(id="session_id", annotation=str, name="Session id", default=""),
+                    ConfigurableFieldSpec(id="turn", annotation=Any, name="The turn being answered", default=None),
+                ],
             )
 
-    def _history_for(self, session_id: str) -> SessionHistory:
-        # RunnableWithMessageHistory passes only the session id; the turn already read the window.
-        pending = self._pending.pop(session_id, None)
-        if pending is not None:
-            return pending
-        return SessionHistory(self.store, session_id, self.settings.max_history_tokens, autosave=False)
+    def _history_for(self, session_id: str, turn: Turn | None) -> SessionHistory:
+        if turn is not None and turn.history is not None:
+            return turn.history
+        return SessionHistory(self.store, session_id, self.settings.max_history_tokens)
 
     def set_model(self, model: str) -> None:
         self.model = model
@@ -270,32 +379,6 @@ class Assistant:
 
     def turn(self, session_id: str, text: str) -> Turn:
         return Turn(self, session_id, text)
-
-
-@functools.cache
-def chat_openai_class() -> type:
-    """ChatOpenAI, handing the SDK the message dicts LangChain already built, as they are.
-
-    Before sending, the OpenAI SDK walks the whole request body against its typed-dict unions (to rename
-    aliased keys and format dates and files): about 0.1 ms a message here, 8 ms of a turn that sends 76
-    messages, most of what grows with the history sent. No chat message field has an alias or a format,
-    so for messages the walk changes nothing. They go in `extra_body`, which the SDK merges into the body
-    without the walk, under the same key in the same place: the request bytes are the same
-    (tests/test_chat.py::test_the_request_body_is_what_stock_chat_openai_sends).
-    """
-    from langchain_openai import ChatOpenAI
-
-    class ChatOpenAIPlainMessages(ChatOpenAI):
-        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
-            payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
-            messages = payload.get("messages")
-            extra = payload.get("extra_body") or {}
-            if isinstance(messages, list) and "response_format" not in payload and "messages" not in extra:
-                payload["extra_body"] = {**extra, "messages": messages}
-                payload["messages"] = []
-            return payload
-
-    return ChatOpenAIPlainMessages
 
 
 def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:

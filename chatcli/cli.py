@@ -94,11 +94,12 @@ def handle_errors(fn: F) -> F:
                 raise
             render.print_error(stderr_console(), scrub(str(exc)))
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if _state["traceback"]:
                 raise
-            render.print_notice(stderr_console(), "interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+            signum = getattr(exc, "signum", None)  # SIGTERM or SIGHUP during an answer (conversation.Terminated)
+            render.print_notice(stderr_console(), "interrupted" if signum is None else f"ended by {exc}")
+            raise typer.Exit(int(ExitCode.INTERRUPTED) if signum is None else 128 + signum) from None
         except BrokenPipeError:
             # the reader went away (`chatcli history show x | head`): not an error worth a message
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -135,13 +136,20 @@ def _notice(message: str) -> None:
     render.print_notice(stderr_console(), scrub(message))
 
 
-def open_store(settings: Settings, spool: bool = False) -> Any:
-    """The session store. Turns spooled earlier for this Redis are flushed first, by every command.
+def _on_event(event: Any) -> None:
+    from chatcli.events import describe
 
-    With `spool` (chat, ask) a Redis that does not answer is not an error: turns go to the local spool
-    under CHATCLI_HOME and are written to Redis when it answers again.
+    _notice(describe(event))
+
+
+def open_store(settings: Settings, spool: bool = False) -> Any:
+    """The session store. Turns spooled earlier for this Redis are sent first, by every command, and every
+    command says when turns wait in the spool for another Redis.
+
+    With `spool` (chat, ask) a Redis that does not answer is not an error: turns are kept in the spool under
+    CHATCLI_HOME and written to Redis when it answers again (chatcli.spooled.SpooledStore).
     """
-    from chatcli import redis_server
+    from chatcli import redis_server, spooled
     from chatcli.files import private_dir
     from chatcli.spool import Spool
     from chatcli.store import SessionStore
@@ -153,19 +161,26 @@ def open_store(settings: Settings, spool: bool = False) -> Any:
         if not spool:
             raise
         conn = redis_server.offline_connection(settings)
-    store = SessionStore(conn.client, settings.key_prefix, settings.ttl, conn.where, Spool(settings.home), _notice)
-    try:
-        store.flush_spool()
-    except StorageUnavailable:
-        if not spool:
-            raise
-    if not spool:
-        store.spool = None
-    return store
+    store = SessionStore(conn.client, settings.key_prefix, settings.ttl, conn.where, _on_event)
+    local = Spool(settings.home)
+    if local.exists():
+        try:
+            spooled.flush(store, local, _on_event)
+        except StorageUnavailable:
+            if not spool:
+                raise
+        spooled.tell_waiting(store, local, _on_event)
+    return spooled.SpooledStore(store, local, _on_event) if spool else store
+
+
+def open_catalog(settings: Settings) -> Any:
+    from chatcli.catalog import SessionCatalog
+
+    return SessionCatalog(open_store(settings))
 
 
 def checked_id(session_id: str) -> str:
-    from chatcli.store import validate_session_id
+    from chatcli.keys import validate_session_id
 
     return validate_session_id(session_id)
 
@@ -251,7 +266,9 @@ def chat(
     store = open_store(settings, spool=True)
     resumed = False
     if continue_:
-        session_id = store.most_recent()
+        from chatcli.catalog import SessionCatalog
+
+        session_id = SessionCatalog(store.store).most_recent()
         if session_id is None:
             raise NotFoundError("no session to continue yet: start one with `chatcli chat`")
         resumed = True
@@ -283,7 +300,7 @@ def _scripted_chat(assistant: Any, session_id: str) -> None:
         if not text.strip():
             continue
         try:
-            turn = show_turn(assistant, session_id, text, console, err)
+            turn = show_turn(assistant.turn(session_id, text), console, err)
         except ModelError as exc:
             render.print_error(err, scrub(str(exc)))
             failed = exc
@@ -322,7 +339,7 @@ def ask(
         announce_session(session_id)
     from chatcli.conversation import show_turn
 
-    turn = show_turn(assistant, session_id, text, stdout_console(), stderr_console())
+    turn = show_turn(assistant.turn(session_id, text), stdout_console(), stderr_console())
     if turn.status == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
 
@@ -446,10 +463,10 @@ def sessions_list(
         if not cursor.isdigit():
             raise UsageError(f"invalid --cursor {cursor!r}: pass the next_cursor of a previous page")
         offset = int(cursor)
-    store = open_store(settings_for(redis_url=redis_url))
-    rows, next_offset = store.list_sessions(limit=limit, offset=offset)
+    catalog = open_catalog(settings_for(redis_url=redis_url))
+    rows, next_offset = catalog.list_sessions(limit=limit, offset=offset)
     if all_ and next_offset is None:  # unindexed sessions come after the last page of the index
-        rows += store.unindexed_sessions()
+        rows += catalog.unindexed_sessions()
     next_cursor = str(next_offset) if next_offset is not None else None
     if as_json:
         payload = {
@@ -501,8 +518,8 @@ def sessions_clear(
     redis_url: RedisUrl = None,
 ) -> None:
     """Delete every session in chatcli's index (other keys in Redis are left alone)."""
-    store = open_store(settings_for(redis_url=redis_url))
-    count = store.session_count()
+    catalog = open_catalog(settings_for(redis_url=redis_url))
+    count = catalog.session_count()
     if count == 0:
         render.print_notice(stderr_console(), "no sessions to delete")
         return
@@ -512,7 +529,7 @@ def sessions_clear(
         if not typer.confirm(f"Delete all {count} sessions?", default=False, err=True):
             render.print_notice(stderr_console(), "nothing deleted")
             raise typer.Exit(int(ExitCode.ERROR))
-    deleted = store.clear()
+    deleted = catalog.clear()
     render.print_notice(stderr_console(), f"deleted {deleted} session{'s' if deleted != 1 else ''}")
 
 
@@ -535,7 +552,7 @@ def _plural(count: int, word: str = "session") -> str:
 @handle_errors
 def sessions_adopt(redis_url: RedisUrl = None) -> None:
     """Add sessions other programs wrote (`sessions list --all` shows them) to chatcli's index."""
-    adopted = open_store(settings_for(redis_url=redis_url)).adopt()
+    adopted = open_catalog(settings_for(redis_url=redis_url)).adopt()
     render.print_notice(stderr_console(), f"adopted {_plural(len(adopted))}" if adopted else "nothing to adopt")
 
 
@@ -582,13 +599,13 @@ def sessions_prune(
     from chatcli.settings import parse_duration
 
     age = parse_duration(older_than)
-    store = open_store(settings_for(redis_url=redis_url))
-    ids = store.idle_sessions(time.time() - age)
+    catalog = open_catalog(settings_for(redis_url=redis_url))
+    ids = catalog.idle_sessions(time.time() - age)
     if not ids:
         render.print_notice(stderr_console(), f"no sessions idle longer than {older_than}")
         return
     _confirm(f"{_plural(len(ids))} idle longer than {older_than}", yes)
-    deleted = store.delete_in_batches(ids)
+    deleted = catalog.delete_in_batches(ids)
     render.print_notice(stderr_console(), f"deleted {_plural(deleted)}")
 
 

@@ -23,22 +23,39 @@ def answer_stream(console: Console, out: IO[str] | None = None) -> render.Answer
     return render.MarkdownAnswer(console) if console.is_terminal else render.PlainAnswer(out or sys.stdout)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while an answer streams: the turn saves what was shown, then the command ends."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class DeferredInterrupt:
-    """SIGINT while an answer streams: raised at once while waiting for the network, but held back while
-    the screen is being drawn (an interrupted redraw leaves the live region half-cleared) and swallowed
-    once the first one was raised, so the turn can always finish saving what arrived."""
+    """SIGINT, SIGTERM or SIGHUP while an answer streams: raised at once while waiting for the network, but
+    held back while the screen is being drawn (an interrupted redraw leaves the live region half-cleared) and
+    swallowed once the first one was raised, so the turn can always finish saving what arrived."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.critical = False
-        self.pending = False
+        self.pending: int | None = None
         self.raised = False
+        self.terminated: int | None = None  # SIGTERM or SIGHUP came: end the command once the turn is saved
 
-    def handler(self, _signum: int, _frame: Any) -> None:
+    def handler(self, signum: int, _frame: Any) -> None:
+        if signum != signal.SIGINT:
+            self.terminated = signum
         if self.critical or self.raised:
-            self.pending = True
+            self.pending = signum
             return
         self.raised = True
-        raise KeyboardInterrupt
+        raise self.exception(signum)
+
+    @staticmethod
+    def exception(signum: int) -> KeyboardInterrupt:
+        return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
     @contextlib.contextmanager
     def drawing(self) -> Iterator[None]:
@@ -47,20 +64,21 @@ class DeferredInterrupt:
             yield
         finally:
             self.critical = False
-        if self.pending and not self.raised:
+        if self.pending is not None and not self.raised:
             self.raised = True
-            raise KeyboardInterrupt
+            raise self.exception(self.pending)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.signal(signal.SIGINT, self.handler)
+        previous = {signum: signal.signal(signum, self.handler) for signum in self.SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -86,10 +104,10 @@ def no_echo(stream: IO[str]) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
-def show_turn(assistant: Any, session_id: str, text: str, console: Console, err: Console) -> Any:
-    """Stream one answer to `console`. Ctrl-C stops the answer (what arrived is kept, shown and saved)
-    and returns normally; model errors are raised after the partial answer is shown and saved."""
-    turn = assistant.turn(session_id, text)
+def show_turn(turn: Any, console: Console, err: Console) -> Any:
+    """Stream one answer (an assistant.Turn) to `console`. Ctrl-C stops the answer (what arrived is kept,
+    shown and saved) and returns normally; model errors are raised after the partial answer is shown and
+    saved; SIGTERM and SIGHUP raise Terminated once it is saved."""
     stream = answer_stream(console)
     status = console.status("", spinner="dots") if console.is_terminal else None
     interrupts = DeferredInterrupt()
@@ -112,6 +130,8 @@ def show_turn(assistant: Any, session_id: str, text: str, console: Console, err:
             _finish(status, stream)
             raise
         _finish(status, stream)
+    if interrupts.terminated is not None:  # the turn is saved: now end the command as the signal asked
+        raise Terminated(interrupts.terminated)
     if turn.skipped:
         render.print_notice(err, f"(skipped {turn.skipped} stored entries that are not readable messages)")
     if turn.status == "interrupted":

@@ -127,6 +127,7 @@ class ChatRepl:
         self.session_id = session_id
         self.console = console
         self.err = err
+        self.own_turns: list[str] = []  # ids of the turns this REPL saved in this session, oldest first
         self.commands = {
             c.name: c
             for c in [
@@ -134,8 +135,8 @@ class ChatRepl:
                 Command("exit", "", "leave (Ctrl-D does too)", lambda _a: EXIT),
                 Command("history", "[N]", "show the last N messages (default 10)", self.cmd_history),
                 Command("clear", "", "delete every message of this session (asks first)", self.cmd_clear),
-                Command("undo", "", "remove the last question and its answer", self.cmd_undo),
-                Command("retry", "", "ask the last question again, replacing its answer", self.cmd_retry),
+                Command("undo", "", "remove your last question and its answer", self.cmd_undo),
+                Command("retry", "", "ask your last question again, replacing its answer", self.cmd_retry),
                 Command("system", "[TEXT]", "show or set this session's system prompt", self.cmd_system),
                 Command("model", "[NAME]", "show or switch the model", self.cmd_model),
                 Command("session", "[ID]", "show the session id, or switch to another session", self.cmd_session),
@@ -166,11 +167,15 @@ class ChatRepl:
         from chatcli.conversation import show_turn
         from chatcli.errors import ChatcliError
 
+        turn = self.assistant.turn(self.session_id, text)
         try:
-            return show_turn(self.assistant, self.session_id, text, self.console, self.err)
+            return show_turn(turn, self.console, self.err)
         except ChatcliError as exc:  # one bad turn never ends the REPL
             render.print_error(self.err, str(exc))
             return None
+        finally:
+            if turn.saved:
+                self.own_turns.append(turn.id)
 
     # -- commands ------------------------------------------------------------------------------------
     def cmd_help(self, _arg: str) -> None:
@@ -205,21 +210,34 @@ class ChatRepl:
         else:
             self.say("nothing deleted")
 
+    def _take_back(self) -> Any:
+        """Remove this REPL's newest turn from the session (not another client's): the RemovedTurn, or None."""
+        while self.own_turns:
+            removed = self.store.remove_turn(self.session_id, self.own_turns.pop())
+            if removed is not None:
+                if removed.newer:
+                    self.say(f"({removed.newer} newer messages from another client stay where they are)")
+                return removed
+        return None
+
     def cmd_undo(self, _arg: str) -> None:
-        removed = self.store.pop_exchange(self.session_id)
-        self.say("removed the last question and answer" if removed else "(nothing to undo)")
+        removed = self._take_back()
+        self.say("removed your last question and its answer" if removed else "(nothing of yours to undo)")
 
     def cmd_retry(self, _arg: str) -> None:
         from chatcli import exporting
+        from chatcli.records import TurnRecord, turn_of
 
-        removed = self.store.pop_exchange(self.session_id)
-        if not removed:
-            self.say("(nothing to retry)")
+        removed = self._take_back()
+        if removed is None:
+            self.say("(nothing of yours to retry)")
             return
-        before = self.store.count(self.session_id)
-        self.send(exporting.text(removed[0]))
-        if self.store.count(self.session_id) == before:  # nothing new was saved: keep the old answer
-            self.store.append(self.session_id, removed)
+        before = len(self.own_turns)
+        self.send(exporting.text(removed.entries[0]))
+        if len(self.own_turns) == before:  # nothing new was saved: put the old exchange back
+            turn_id = turn_of(removed.entries[0].get("data", {}).get("id")) or ""
+            self.store.append_turn(TurnRecord(self.session_id, removed.entries, turn_id))
+            self.own_turns.append(turn_id)
             self.say("(the previous answer was kept)")
 
     def cmd_system(self, arg: str) -> None:
@@ -239,7 +257,7 @@ class ChatRepl:
     def cmd_session(self, arg: str) -> None:
         if arg:
             from chatcli.errors import UsageError
-            from chatcli.store import validate_session_id
+            from chatcli.keys import validate_session_id
 
             try:
                 validate_session_id(arg)
@@ -247,6 +265,7 @@ class ChatRepl:
                 self.say(str(exc))
                 return
             self.session_id = arg
+            self.own_turns = []
             self.assistant.system = None
         self.say(f"session: {self.session_id} ({self.store.count(self.session_id)} messages)")
 

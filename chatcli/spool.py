@@ -1,76 +1,79 @@
-"""The local spool: turns made while Redis does not answer, kept on disk until it does.
+"""The local spool: every turn is kept on disk until Redis has it.
 
-`CHATCLI_HOME/spool.jsonl` is append-only JSON Lines (mode 0600, each record fsynced): one record per
-write that could not reach Redis, in the order they were made:
+`CHATCLI_HOME/spool.db` is a SQLite database (WAL, synchronous=FULL, mode 0600). A turn is added before it
+is sent to Redis and removed once Redis has it, so a crash, a kill or a Redis that does not answer loses
+nothing: the next command sends what is left, and the turn id makes a second send a no-op in Redis.
+SQLite gives atomic, durable appends and never glues two records together on a full disk or a torn write.
 
-    {"target": "<redacted Redis URL or embedded socket>", "prefix": "message_store:", "session": ID,
-     "entries": [message dicts, oldest first], "meta": {...}, "incr": {...}, "ts": epoch seconds}
+Rows: seq (order), target (the redacted Redis URL or the embedded socket: never a secret), prefix, session,
+turn id, the record (JSON, chatcli.records.TurnRecord), state:
+  pending     waiting for Redis
+  set_aside   Redis refused it for good (a key of another type); `chatcli spool retry|export|drop`
+  unreadable  a record that cannot be parsed (from an old spool.jsonl, say): kept, listed, never sent
+Nothing is deleted that was not written to Redis or dropped by the user.
 
-A flush writes the records of one target, in order, and keeps the rest (other Redis servers, or what
-failed) for later. Every read and write of the spool holds an exclusive lock (`spool.lock`), so two chatcli
-processes never flush the same record twice. Nothing secret is written: the target is the redacted URL.
-No Redis and no LangChain here: the store hands in the function that writes a record.
+No Redis and no LangChain here. An older chatcli's spool.jsonl is taken over on first use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatcli.errors import StorageError
 from chatcli.files import private_dir
+from chatcli.records import TurnRecord
 
-SPOOL_NAME = "spool.jsonl"
+SPOOL_NAME = "spool.db"
+LEGACY_NAME = "spool.jsonl"
+LEGACY_REJECTED = "spool.rejected.jsonl"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    session TEXT NOT NULL,
+    turn TEXT NOT NULL,
+    record TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    added REAL NOT NULL,
+    UNIQUE (target, prefix, turn)
+);
+CREATE INDEX IF NOT EXISTS turns_by_target ON turns (target, prefix, state, seq);
+"""
+
+
+class SpoolError(StorageError):
+    """The spool cannot be written (full disk, read-only CHATCLI_HOME): the turn is not kept."""
 
 
 @dataclass
-class Record:
+class Row:
+    seq: int
     target: str
     prefix: str
     session: str
-    entries: list[dict[str, Any]]
-    meta: dict[str, str] = field(default_factory=dict)
-    incr: dict[str, int] = field(default_factory=dict)
-    ts: float = 0.0
-    ttl: int | None = None  # the session TTL in force when the turn was made
+    turn: str
+    state: str
+    reason: str | None
+    added: float
+    record: TurnRecord | None  # None when unreadable
+    text: str
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "target": self.target,
-                "prefix": self.prefix,
-                "session": self.session,
-                "entries": self.entries,
-                "meta": self.meta,
-                "incr": self.incr,
-                "ts": self.ts,
-                "ttl": self.ttl,
-            },
-            ensure_ascii=False,
-        )
-
-    @classmethod
-    def from_json(cls, line: str) -> Record | None:
-        try:
-            raw = json.loads(line)
-            return cls(
-                target=str(raw["target"]),
-                prefix=str(raw["prefix"]),
-                session=str(raw["session"]),
-                entries=list(raw["entries"]),
-                meta=dict(raw.get("meta") or {}),
-                incr=dict(raw.get("incr") or {}),
-                ts=float(raw.get("ts") or 0.0),
-                ttl=int(raw["ttl"]) if raw.get("ttl") else None,
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
+    @property
+    def messages(self) -> int:
+        return len(self.record.entries) if self.record else 0
 
 
 class Spool:
@@ -78,11 +81,57 @@ class Spool:
         self.home = home
         self.path = home / SPOOL_NAME
         self.lock_path = home / "spool.lock"
-        self.rejected_path = home / "spool.rejected.jsonl"
-        self.rejected: list[tuple[Record, Exception]] = []  # set aside by flush(), for the caller to report
+        self._db: sqlite3.Connection | None = None
+
+    def exists(self) -> bool:
+        return self.path.exists() or (self.home / LEGACY_NAME).exists()
+
+    # -- the database ------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        private_dir(self.home)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            old_umask = os.umask(0o077)  # the -wal and -shm files too
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.executescript(_SCHEMA)
+            finally:
+                os.umask(old_umask)
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolError(f"cannot open the spool {self.path}: {_reason(exc)}") from None
+        self._db = db
+        self._take_over_legacy(db)
+        return db
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise SpoolError(f"cannot write the spool {self.path}: {_reason(exc)}") from None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @contextlib.contextmanager
+    def flushing(self) -> Iterator[None]:
+        """One flush at a time across processes (adds go on meanwhile)."""
         private_dir(self.home)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -92,101 +141,175 @@ class Spool:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def add(self, record: Record) -> None:
-        """Append one record and fsync it before returning."""
-        record.ts = record.ts or time.time()
-        data = (record.to_json() + "\n").encode("utf-8")
-        with self._locked():
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    # -- turns -------------------------------------------------------------------------------------
+    def add(self, target: str, prefix: str, record: TurnRecord) -> int:
+        """Keep a turn; durable (fsynced) when this returns. Returns its seq. Adding it again is a no-op."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO turns (target, prefix, session, turn, record, added) VALUES (?, ?, ?, ?, ?, ?)",
+                (target, prefix, record.session, record.turn, record.to_json(), time.time()),
+            )
+            row = db.execute(
+                "SELECT seq FROM turns WHERE target = ? AND prefix = ? AND turn = ?", (target, prefix, record.turn)
+            ).fetchone()
+        return int(row[0])
 
-    def _read(self) -> tuple[list[Record], int]:
-        """Every record, in order, and how many lines were unreadable (a torn last line after a crash)."""
-        try:
-            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
-            return [], 0
-        records, bad = [], 0
-        for line in lines:
-            if not line.strip():
-                continue
-            record = Record.from_json(line)
-            if record is None:
-                bad += 1
-            else:
-                records.append(record)
-        return records, bad
+    def done(self, seqs: list[int]) -> None:
+        """Redis has these turns: forget them (one transaction)."""
+        if not seqs:
+            return
+        with self._transaction() as db:
+            db.executemany("DELETE FROM turns WHERE seq = ?", [(s,) for s in seqs])
+
+    def pending(self, target: str, prefix: str) -> list[tuple[int, TurnRecord]]:
+        """The turns waiting for this Redis, in order. Records that cannot be read are marked unreadable."""
+        rows = self._rows("target = ? AND prefix = ? AND state = 'pending'", (target, prefix))
+        unreadable = [r for r in rows if r.record is None]
+        if unreadable:
+            with self._transaction() as db:
+                db.executemany(
+                    "UPDATE turns SET state = 'unreadable', reason = ? WHERE seq = ?",
+                    [(r.reason or "unreadable", r.seq) for r in unreadable],
+                )
+        return [(r.seq, r.record) for r in rows if r.record is not None]
 
     def entries_for(self, target: str, prefix: str, session: str) -> list[dict[str, Any]]:
         """The spooled messages of one session, oldest first."""
-        if not self.path.exists():
+        rows = self._rows("target = ? AND prefix = ? AND session = ? AND state = 'pending'", (target, prefix, session))
+        return [e for r in rows if r.record is not None for e in r.record.entries]
+
+    def set_aside(self, seq: int, reason: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE turns SET state = 'set_aside', reason = ? WHERE seq = ?", (reason, seq))
+
+    def elsewhere(self, target: str) -> list[tuple[str, int]]:
+        """Other Redis servers with turns waiting for them: (target, turns)."""
+        if not self.exists():
             return []
-        with self._locked():
-            records, _bad = self._read()
-        return [e for r in records if (r.target, r.prefix, r.session) == (target, prefix, session) for e in r.entries]
+        db = self._connect()
+        found = db.execute(
+            "SELECT target, COUNT(*) FROM turns WHERE target != ? AND state = 'pending' "
+            "GROUP BY target ORDER BY target",
+            (target,),
+        ).fetchall()
+        return [(str(t), int(n)) for t, n in found]
 
-    def flush(
-        self,
-        target: str,
-        prefix: str,
-        write: Callable[[Record], None],
-        refused: Callable[[Exception], bool] = lambda _exc: False,
-    ) -> tuple[int, Exception | None]:
-        """Write this target's records in order with `write`: how many messages were written, and what
-        stopped the flush (None when nothing did).
+    def count(self, state: str) -> int:
+        if not self.exists():
+            return 0
+        return int(self._connect().execute("SELECT COUNT(*) FROM turns WHERE state = ?", (state,)).fetchone()[0])
 
-        A record is removed from the spool only after `write` returned. If `write` raises, that record and
-        every later one stay (order is kept), unless `refused(exc)` says Redis will never take it (a key of
-        another type, say): then it moves to `spool.rejected.jsonl`, is reported, and the flush goes on.
-        Re-trying it on every command would re-apply the parts of its transaction Redis did run.
-        """
-        if not self.path.exists():
-            return 0, None
-        with self._locked():
-            records, _bad = self._read()
-            keep: list[Record] = []
-            written = 0
-            failure: Exception | None = None
-            for record in records:
-                if failure is not None or (record.target, record.prefix) != (target, prefix):
-                    keep.append(record)
-                    continue
-                try:
-                    write(record)
-                except Exception as exc:
-                    if refused(exc):
-                        self._reject(record)
-                        self.rejected.append((record, exc))
-                        continue
-                    failure = exc
-                    keep.append(record)
-                    continue
-                written += len(record.entries)
-            if written or failure is None or len(keep) < len(records):
-                self._rewrite(keep)
-            return written, failure
+    def rows(self) -> list[Row]:
+        """Every row, in order (for `chatcli spool list`)."""
+        return self._rows("1 = 1", ()) if self.exists() else []
 
-    def _reject(self, record: Record) -> None:
-        fd = os.open(self.rejected_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    def row(self, seq: int) -> Row | None:
+        found = self._rows("seq = ?", (seq,)) if self.exists() else []
+        return found[0] if found else None
+
+    def retarget(self, seqs: list[int], target: str, prefix: str) -> int:
+        """Send these turns to another Redis (and prefix): they become pending for it. Returns how many."""
+        with self._transaction() as db:
+            changed = 0
+            for seq in seqs:
+                cursor = db.execute(
+                    "UPDATE OR IGNORE turns SET target = ?, prefix = ?, state = 'pending', reason = NULL "
+                    "WHERE seq = ? AND state != 'unreadable'",
+                    (target, prefix, seq),
+                )
+                changed += cursor.rowcount
+            return changed
+
+    def drop(self, seqs: list[int]) -> int:
+        with self._transaction() as db:
+            return sum(db.execute("DELETE FROM turns WHERE seq = ?", (s,)).rowcount for s in seqs)
+
+    def _rows(self, where: str, params: tuple[Any, ...]) -> list[Row]:
+        db = self._connect()
         try:
-            os.write(fd, (record.to_json() + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            raw = db.execute(
+                "SELECT seq, target, prefix, session, turn, state, reason, added, record FROM turns "
+                f"WHERE {where} ORDER BY seq",
+                params,
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot read the spool {self.path}: {_reason(exc)}") from None
+        rows = []
+        for seq, target, prefix, session, turn, state, reason, added, text in raw:
+            try:
+                record: TurnRecord | None = TurnRecord.from_json(text)
+            except ValueError as exc:
+                record, reason = None, reason or f"unreadable record: {exc}"
+            rows.append(Row(seq, target, prefix, session, turn, state, reason, added, record, text))
+        return rows
 
-    def _rewrite(self, records: list[Record]) -> None:
-        if not records:
-            self.path.unlink(missing_ok=True)
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, "".join(r.to_json() + "\n" for r in records).encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+    # -- an older chatcli's spool.jsonl ------------------------------------------------------------
+    def _take_over_legacy(self, db: sqlite3.Connection) -> None:
+        """Move the records of spool.jsonl (and spool.rejected.jsonl) into the database, then remove the files.
+
+        Each line gets a turn id from its own bytes, so a take-over interrupted before the file is removed
+        does not add it twice; a line that cannot be read is kept as an unreadable row."""
+        for name, state in ((LEGACY_NAME, "pending"), (LEGACY_REJECTED, "set_aside")):
+            path = self.home / name
+            try:
+                lines = path.read_bytes().splitlines()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise SpoolError(f"cannot read the old spool {path}: {_reason(exc)}") from None
+            values = []
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                turn = "legacy-" + hashlib.sha256(line).hexdigest()[:32]
+                target, prefix, session, text, row_state, reason = _legacy_record(line, turn)
+                values.append(
+                    (target, prefix, session, turn, text, state if row_state == "pending" else row_state, reason)
+                )
+                if reason:
+                    values[-1] = (*values[-1][:6], f"{name} line {number}: {reason}")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR IGNORE INTO turns (target, prefix, session, turn, record, state, reason, added) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*v, time.time()) for v in values],
+                )
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise SpoolError(f"cannot move {path} into the spool {self.path}: {_reason(exc)}") from None
+            path.unlink(missing_ok=True)
+
+
+def _legacy_record(line: bytes, turn: str) -> tuple[str, str, str, str, str, str | None]:
+    """(target, prefix, session, record text, state, reason) of one line of an old spool.jsonl."""
+    text = line.decode("utf-8", "replace")
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        target, prefix, session = raw["target"], raw["prefix"], raw["session"]
+        if not all(isinstance(v, str) for v in (target, prefix, session)):
+            raise ValueError("target, prefix or session is not text")
+        converted = json.dumps(
+            {
+                "session": session,
+                "turn": turn,
+                "entries": raw.get("entries"),
+                "meta": raw.get("meta") or {},
+                "incr": raw.get("incr") or {},
+                "ttl": raw.get("ttl"),
+                "at": raw.get("ts") or 0.0,
+            },
+            ensure_ascii=False,
+        )
+        TurnRecord.from_json(converted)  # validates it
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
+        return "?", "?", "?", text, "unreadable", f"unreadable record: {type(exc).__name__}: {exc}"[:300]
+    return target, prefix, session, converted, "pending", None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

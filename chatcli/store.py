@@ -1,63 +1,74 @@
-"""SessionStore: the only module that names a Redis key.
+"""SessionStore: one session's messages and metadata in Redis (the repository).
 
-Layout (compatible with langchain_community's RedisChatMessageHistory):
-  <prefix><id>                      list, newest first (LPUSH), each element json.dumps(message_to_dict(m))
-  chatcli:meta:{<prefix><id>}       hash: created, updated, title, system, model, input_tokens, output_tokens
-  chatcli:index:{<prefix>}          sorted set of session ids scored by last activity (epoch seconds)
-The braces are Redis Cluster hash tags: a session's list and metadata share one slot.
-
-On a single node a write (list + metadata + index) is one MULTI/EXEC. On a Redis Cluster the index lives
-in another slot than the session, so a write is one MULTI/EXEC on the session's slot followed by a
-separate ZADD/ZREM on the index. That second step is idempotent (ZADD of the same id, or a later score;
-ZREM of a gone id) and is redone by the next write; `list_sessions` drops index rows whose session is
-gone, and `sessions adopt` re-adds sessions missing from the index. So if the second step fails, the
-session itself is whole and the index is repaired by the next write, list or adopt.
+Keys come from chatcli.keys (the only code that names one). A turn is one Lua script on the session's slot:
+it checks the turn id against the session's set of stored turn ids and writes nothing when it is there, so a
+retry, a spool flush or an EXEC that timed out on the client but ran on the server never stores a turn twice.
+On a single node the script also updates the index of sessions (one round trip). On a Redis Cluster the index
+lives in another slot, so the index step follows separately; it is idempotent (ZADD of a later score, ZREM of a
+gone id), redone by the next write, and repaired by `sessions list` and `sessions adopt` (chatcli.catalog).
 """
 
 from __future__ import annotations
 
 import time
-import unicodedata
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
 
-from chatcli import exporting
-from chatcli.errors import NotFoundError, StorageError, StorageUnavailable, UsageError
-from chatcli.spool import Record, Spool
+from chatcli import events, exporting
+from chatcli.errors import NotFoundError, StorageError, UsageError
+from chatcli.keys import Keys, validate_session_id
+from chatcli.records import TurnRecord, message_id, new_turn_id, turn_of
+from chatcli.redis_errors import call, translate
 
-MAX_ID_LENGTH = 256
-_POP_IF_UNCHANGED = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] and redis.call('LINDEX', KEYS[1], 1) == ARGV[2] then
-  redis.call('LTRIM', KEYS[1], 2, -1)
-  return 1
+__all__ = ["SessionStore", "Window", "validate_session_id"]
+
+# KEYS: list, meta, turn ids[, index]   ARGV: turn id ('' = no check), now, ttl (0 = keep), session id,
+#       number of meta pairs, pairs..., number of counters, pairs..., entries (oldest first)
+_APPEND_TURN = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'list' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds another type than a list')
 end
-return 0
+if redis.call('TYPE', KEYS[2]).ok ~= 'hash' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds another type than a hash')
+end
+if redis.call('TYPE', KEYS[3]).ok ~= 'set' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[3] .. ' holds another type than a set')
+end
+local turn = ARGV[1]
+if turn ~= '' and redis.call('SISMEMBER', KEYS[3], turn) == 1 then
+  return 0
+end
+local now, ttl = ARGV[2], tonumber(ARGV[3])
+local i = 5
+local meta = {'updated', now}
+for _ = 1, tonumber(ARGV[i]) do
+  meta[#meta + 1] = ARGV[i + 1]; meta[#meta + 1] = ARGV[i + 2]; i = i + 2
+end
+i = i + 1
+local counters = {}
+for _ = 1, tonumber(ARGV[i]) do
+  counters[#counters + 1] = {ARGV[i + 1], ARGV[i + 2]}; i = i + 2
+end
+i = i + 1
+while i <= #ARGV do
+  local last = math.min(i + 99, #ARGV)
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
+if turn ~= '' then redis.call('SADD', KEYS[3], turn) end
+redis.call('HSETNX', KEYS[2], 'created', now)
+redis.call('HSET', KEYS[2], unpack(meta))
+for _, c in ipairs(counters) do redis.call('HINCRBY', KEYS[2], c[1], c[2]) end
+if ttl > 0 then
+  for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
+end
+if KEYS[4] then redis.call('ZADD', KEYS[4], now, ARGV[4]) end
+return 1
 """
-T = TypeVar("T")
-
-
-def validate_session_id(session_id: str) -> str:
-    """Session ids: 1-256 characters, no braces, no control characters, no edge white space.
-
-    Every other character is literal (glob characters included): ids are never used as patterns.
-    """
-    if not session_id:
-        raise UsageError("session id is empty")
-    if len(session_id) > MAX_ID_LENGTH:
-        raise UsageError(f"session id is {len(session_id)} characters long; the limit is {MAX_ID_LENGTH}")
-    for ch in session_id:
-        if ch in "{}":
-            raise UsageError("session id may not contain '{' or '}'")
-        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
-            raise UsageError(f"session id may not contain control characters (found {ch!r})")
-    if session_id != session_id.strip():
-        raise UsageError("session id may not start or end with white space")
-    return session_id
 
 
 @dataclass
@@ -71,93 +82,70 @@ class Window:
 
 
 @dataclass
-class SessionInfo:
-    id: str
-    messages: int
-    created: float | None
-    updated: float | None
-    title: str
-    meta: dict[str, str] = field(default_factory=dict)
-    indexed: bool = True
+class RemovedTurn:
+    """A turn taken out of a session by `remove_turn`: its messages, and how many newer ones stay above it."""
+
+    entries: list[dict[str, Any]]
+    newer: int
 
 
-def glob_escape(text: str) -> str:
-    """`text` as a literal in a SCAN MATCH / KEYS pattern."""
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+def decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
+    return {as_text(k): as_text(v) for k, v in raw.items()}
 
 
-def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in raw.items()}
-
-
-def _s(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def parse_entries(raw_items: Any) -> tuple[list[dict[str, Any]], int]:
+    """Usable messages of raw list elements (in the order given) and how many were not usable."""
+    messages, skipped = [], 0
+    for raw in raw_items:
+        entry = exporting.parse_entry(raw)
+        if entry is None:
+            skipped += 1
+        else:
+            messages.append(entry)
+    return messages, skipped
 
 
 class SessionStore:
+    """Reads and writes sessions on one Redis (a single node or a cluster)."""
+
     def __init__(
         self,
         client: Any,
         prefix: str = "message_store:",
         ttl: int | None = None,
         where: str = "Redis",
-        spool: Spool | None = None,
-        notify: Callable[[str], None] | None = None,
+        emit: events.Emit = events.ignore,
     ):
         self.client = client
+        self.keys = Keys(prefix)
         self.prefix = prefix
         self.ttl = ttl
         self.where = where  # for error messages, already redacted; also names the spool's target
+        self.emit = emit
         self.cluster = isinstance(client, RedisCluster)
         if self.cluster and ("{" in prefix or "}" in prefix):
             # the list key would hash on the prefix's own tag, not on the meta key's: CROSSSLOT
             raise UsageError(f"key prefix {prefix!r} contains '{{' or '}}': not usable on a Redis Cluster")
-        # With a spool, writes that cannot reach Redis are kept on disk and flushed when it answers again,
-        # and a window read while it is down is served from what this process and the spool know.
-        self.spool = spool
-        self.notify = notify or (lambda _message: None)
-        self._told: set[str] = set()
-        self._recent: dict[str, list[dict[str, Any]]] = {}  # per session: the newest messages seen
-        self._recent_meta: dict[str, dict[str, str]] = {}
+        self._append_script = client.register_script(_APPEND_TURN)
 
-    # -- keys ------------------------------------------------------------------------------------
-    def list_key(self, session_id: str) -> str:
-        return f"{self.prefix}{session_id}"
-
-    def meta_key(self, session_id: str) -> str:
-        return f"chatcli:meta:{{{self.prefix}{session_id}}}"
-
-    @property
-    def index_key(self) -> str:
-        return f"chatcli:index:{{{self.prefix}}}"
-
-    # -- plumbing --------------------------------------------------------------------------------
-    def _run(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def run(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call Redis; its failures become StorageError with one line for the user."""
-        try:
-            return action(*args, **kwargs)
-        except redis.AuthenticationError:
-            raise StorageError(f"Redis at {self.where} refused the credentials") from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StorageUnavailable(f"lost the connection to Redis at {self.where}: {reason}") from None
-        except (redis.exceptions.ClusterDownError, RedisClusterException) as exc:
-            # a cluster that cannot be reached or has lost a slot: like a dead single node, the spool takes over
-            raise StorageUnavailable(f"Redis Cluster at {self.where} does not answer: {exc}") from None
-        except redis.ResponseError as exc:
-            raise StorageError(f"Redis at {self.where} answered with an error: {exc}") from None
-        except redis.RedisError as exc:
-            raise StorageError(f"Redis at {self.where} failed: {exc}") from None
+        return call(self.where, action, *args, **kwargs)
 
     def ping(self) -> None:
-        self._run(self.client.ping)
+        self.run(self.client.ping)
+
+    def pipeline_execute(self, build: Callable[[Any], Any], transaction: bool = False) -> list[Any]:
+        def execute() -> list[Any]:
+            pipe = self.client.pipeline(transaction=transaction)
+            build(pipe)
+            return list(pipe.execute())
+
+        return list(self.run(execute))
 
     # -- reading ---------------------------------------------------------------------------------
     def window(
@@ -174,19 +162,14 @@ class SessionStore:
         its token budget keeps, not the whole window. When every one of the `size` messages fits and the list
         may hold more, the window is read again, up to `most` messages: a second round trip, only for
         sessions whose newest messages are much shorter than `size` assumed.
-
-        With a spool, spooled turns are flushed first (so they are in the window), and when Redis does not
-        answer the window is what this process last read and wrote plus the spooled turns (`offline`).
         """
+        key, meta_key = self.keys.session(session_id), self.keys.meta(session_id)
 
         def read(count: int) -> Window:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.lrange(self.list_key(session_id), 0, count - 1)
-            pipe.hgetall(self.meta_key(session_id))
-            raw_items, raw_meta = pipe.execute()
+            raw_items, raw_meta = self.pipeline_execute(lambda p: (p.lrange(key, 0, count - 1), p.hgetall(meta_key)))
             if budget is None:
-                messages, skipped = self._parse(reversed(raw_items))
-                return Window(messages, _decode_hash(raw_meta), skipped)
+                messages, skipped = parse_entries(reversed(raw_items))
+                return Window(messages, decode_hash(raw_meta), skipped)
             fits = budget()
             messages, skipped, full = [], 0, False
             for raw in raw_items:  # newest first
@@ -201,78 +184,9 @@ class SessionStore:
             if not full and len(raw_items) == count < most:
                 return read(most)
             messages.reverse()
-            return Window(messages, _decode_hash(raw_meta), skipped)
+            return Window(messages, decode_hash(raw_meta), skipped)
 
-        if self.spool is None:
-            return self._run(read, size)
-        try:
-            self.flush_spool()
-            window = self._run(read, size)
-        except StorageUnavailable:
-            return self._offline_window(session_id, max(size, most))
-        self._recent[session_id] = list(window.messages)
-        self._recent_meta[session_id] = dict(window.meta)
-        return window
-
-    def _offline_window(self, session_id: str, size: int) -> Window:
-        assert self.spool is not None
-        if session_id in self._recent:
-            messages = self._recent[session_id]
-        else:
-            messages = self.spool.entries_for(self.where, self.prefix, session_id)
-        self._tell_once(
-            "offline-read",
-            f"(Redis at {self.where} does not answer: the model sees this session's {len(messages)} messages "
-            "kept locally, as far as the history budget allows)",
-        )
-        return Window(list(messages[-size:]), dict(self._recent_meta.get(session_id, {})), 0, offline=True)
-
-    def _tell_once(self, what: str, message: str) -> None:
-        if what not in self._told:
-            self._told.add(what)
-            self.notify(message)
-
-    def flush_spool(self) -> int:
-        """Write the turns spooled for this Redis, in order; returns how many messages were written.
-
-        Raises StorageUnavailable (records kept) when Redis still does not answer. A record Redis refuses
-        (an error reply, e.g. the session's key holds another type) is set aside in spool.rejected.jsonl
-        and the user is told; it never blocks the command and is not re-applied by the next one.
-        """
-        if self.spool is None or not self.spool.path.exists():
-            return 0
-        spool = self.spool
-        written, failure = spool.flush(
-            self.where,
-            self.prefix,
-            lambda r: self._write(r.session, r.entries, r.meta, r.incr, ttl=r.ttl),
-            refused=lambda exc: isinstance(exc, StorageError) and not isinstance(exc, StorageUnavailable),
-        )
-        if written:
-            self._told.discard("spooling")
-            self._told.discard("offline-read")
-            self.notify(f"(Redis at {self.where} answers again: wrote {written} spooled messages to it)")
-        for record, exc in spool.rejected:
-            reason = str(exc).rsplit("caused error: ", 1)[-1]
-            self.notify(
-                f"(Redis refused a spooled turn of session {record.session!r}: {reason}; "
-                f"it was set aside in {spool.rejected_path})"
-            )
-        spool.rejected.clear()
-        if failure is not None:
-            raise failure
-        return written
-
-    @staticmethod
-    def _parse(raw_items: Any) -> tuple[list[dict[str, Any]], int]:
-        messages, skipped = [], 0
-        for raw in raw_items:
-            entry = exporting.parse_entry(raw)
-            if entry is None:
-                skipped += 1
-            else:
-                messages.append(entry)
-        return messages, skipped
+        return read(size)
 
     def iter_messages(
         self, session_id: str, chunk: int = 1000, skipped: list[int] | None = None
@@ -282,11 +196,11 @@ class SessionStore:
         Counting from the tail keeps the indexes stable while other writers LPUSH new turns.
         Unusable elements are skipped; their count is added to `skipped[0]` when given.
         """
-        key = self.list_key(session_id)
+        key = self.keys.session(session_id)
         begin = 1
         while True:
-            items = self._run(self.client.lrange, key, -(begin + chunk - 1), -begin)
-            messages, bad = self._parse(reversed(items))
+            items = self.run(self.client.lrange, key, -(begin + chunk - 1), -begin)
+            messages, bad = parse_entries(reversed(items))
             if skipped is not None:
                 skipped[0] += bad
             yield from messages
@@ -295,123 +209,141 @@ class SessionStore:
             begin += chunk
 
     def count(self, session_id: str) -> int:
-        return int(self._run(lambda: self.client.llen(self.list_key(session_id))))
+        return int(self.run(self.client.llen, self.keys.session(session_id)))
 
     def exists(self, session_id: str) -> bool:
-        key, meta = self.list_key(session_id), self.meta_key(session_id)
-        pipe_result = self._run(lambda: self._pipe_exec(lambda p: (p.exists(key), p.exists(meta))))
-        return any(pipe_result)
+        key, meta = self.keys.session(session_id), self.keys.meta(session_id)
+        return any(self.pipeline_execute(lambda p: (p.exists(key), p.exists(meta))))
 
     def require(self, session_id: str) -> None:
         if not self.exists(session_id):
             raise NotFoundError(f"no session named {session_id!r}")
 
-    def _pipe_exec(self, build: Callable[[Any], Any]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        build(pipe)
-        return list(pipe.execute())
-
     def get_meta(self, session_id: str) -> dict[str, str]:
-        return _decode_hash(self._run(lambda: self.client.hgetall(self.meta_key(session_id))))
+        return decode_hash(self.run(self.client.hgetall, self.keys.meta(session_id)))
 
     # -- writing ---------------------------------------------------------------------------------
-    def append(
-        self,
-        session_id: str,
-        entries: list[dict[str, Any]],
-        meta: dict[str, str] | None = None,
-        incr: dict[str, int] | None = None,
-    ) -> None:
-        """Append messages (oldest first) and update metadata and index: one pipelined round trip.
+    def _turn_args(self, record: TurnRecord) -> tuple[list[str], list[Any]]:
+        keys = list(self.keys.of_session(record.session))
+        if not self.cluster:
+            keys.append(self.keys.index)
+        ttl = record.ttl or self.ttl or 0
+        args: list[Any] = [record.turn, repr(time.time()), ttl, record.session, len(record.meta)]
+        for name, value in record.meta.items():
+            args += [name, value]
+        counters = [(name, amount) for name, amount in record.incr.items() if amount]
+        args.append(len(counters))
+        for name, amount in counters:
+            args += [name, amount]
+        args += [exporting.encode_entry(e) for e in record.entries]
+        return keys, args
 
-        With a spool, a write Redis does not answer is spooled (and the user told once) instead of failing.
+    def append_turn(self, record: TurnRecord) -> bool:
+        """Add a turn's messages (oldest first) and metadata changes, once: one round trip on a single node.
+
+        Returns False when the turn id was already stored (nothing was written).
         """
-        if session_id in self._recent:
-            self._recent[session_id] = [*self._recent[session_id], *entries][-2000:]
-        if self.spool is None:
-            self._write(session_id, entries, meta, incr)
-            return
-        try:
-            self.flush_spool()
-            self._write(session_id, entries, meta, incr)
-        except StorageUnavailable:
-            record = Record(
-                self.where, self.prefix, session_id, list(entries), dict(meta or {}), dict(incr or {}), ttl=self.ttl
-            )
-            try:
-                self.spool.add(record)
-            except OSError as exc:
-                raise StorageError(
-                    f"Redis at {self.where} does not answer and the spool {self.spool.path} cannot be written: {exc}"
-                ) from None
-            self._tell_once(
-                "spooling",
-                f"(Redis at {self.where} does not answer: history is being spooled to {self.spool.path} "
-                "and will be written to Redis when it answers again)",
-            )
+        keys, args = self._turn_args(record)
+        written = bool(self.run(self._append_script, keys=keys, args=args))
+        self._index_step({record.session: time.time()})
+        return written
 
-    def _write(
-        self,
-        session_id: str,
-        entries: list[dict[str, Any]],
-        meta: dict[str, str] | None,
-        incr: dict[str, int] | None,
-        ttl: int | None = None,
-    ) -> None:
-        """`ttl`: the one to apply (a spooled turn keeps the TTL it was made with); default: the store's."""
-        now = time.time()
-        key, meta_key = self.list_key(session_id), self.meta_key(session_id)
+    def append_turns(self, records: Sequence[TurnRecord]) -> list[bool | StorageError]:
+        """Write many turns in one pipelined round trip (spool flushes): each is written at most once.
+
+        Returns, per record, whether it was written (False: already stored), or the StorageError Redis
+        answered for it; a lost connection raises StorageUnavailable (what ran may have run: ids make that safe).
+        """
+        if not records:
+            return []
 
         def build(pipe: Any) -> None:
-            if entries:
-                pipe.lpush(key, *[exporting.encode_entry(e) for e in entries])
-            pipe.hsetnx(meta_key, "created", repr(now))
-            pipe.hset(meta_key, mapping={"updated": repr(now), **(meta or {})})
-            for name, amount in (incr or {}).items():
-                if amount:
-                    pipe.hincrby(meta_key, name, amount)
-            self._expire(pipe, session_id, ttl)
+            for record in records:
+                keys, args = self._turn_args(record)
+                pipe.execute_command("EVAL", _APPEND_TURN, len(keys), *keys, *args)
 
-        self._commit(build, index_add={session_id: now})
+        def execute() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            build(pipe)
+            return list(pipe.execute(raise_on_error=False))
+
+        results: list[bool | StorageError] = []
+        for outcome in self.run(execute):
+            if isinstance(outcome, Exception):
+                error = translate(outcome, self.where)
+                results.append(error)
+            else:
+                results.append(bool(outcome))
+        self._index_step({r.session: r.at for r, ok in zip(records, results, strict=True) if ok is True})
+        return results
+
+    def _index_step(self, sessions: dict[str, float]) -> None:
+        """On a cluster, the index rows of sessions just written (on a single node the script did it)."""
+        if not self.cluster or not sessions:
+            return
+        now = time.time()
+        try:
+            self.run(self.client.zadd, self.keys.index, dict.fromkeys(sessions, now))
+        except StorageError as exc:
+            # The session itself is written. Raising here would spool (and later write again) a turn that is
+            # already stored; the index step is idempotent and the next write, list or adopt redoes it.
+            self.emit(events.IndexNotUpdated(str(exc)))
+
+    def set_meta(self, session_id: str, **fields: str) -> None:
+        """Change metadata (system prompt, model, title) and mark the session active."""
+        self.append_turn(TurnRecord(session_id, [], turn="", meta=dict(fields)))
+
+    def remove_turn(self, session_id: str, turn_id: str, search: int = 200) -> RemovedTurn | None:
+        """Take one turn (by id) out of a session: its messages among the newest `search`, wherever they are.
+
+        Each element carries its message id, so LREM of its exact bytes removes that element and no other,
+        whatever other clients pushed meanwhile. None when the turn is not among them.
+        """
+        key, turns_key = self.keys.session(session_id), self.keys.turns(session_id)
+        raw_items = self.run(self.client.lrange, key, 0, search - 1)
+        found: list[tuple[int, Any, dict[str, Any]]] = []
+        for position, raw in enumerate(raw_items):
+            entry = exporting.parse_entry(raw)
+            if entry is not None and turn_of(entry.get("data", {}).get("id")) == turn_id:
+                found.append((position, raw, entry))
+        if not found:
+            return None
+
+        def build(pipe: Any) -> None:
+            for _position, raw, _entry in found:
+                pipe.lrem(key, 1, raw)
+            pipe.srem(turns_key, turn_id)
+
+        removed = self.pipeline_execute(build, transaction=True)
+        if not any(removed[:-1]):
+            return None  # another client removed it first
+        entries = [entry for _p, _r, entry in reversed(found)]  # oldest first
+        return RemovedTurn(entries, newer=found[0][0])
+
+    def clear_messages(self, session_id: str) -> None:
+        """Delete a session's messages; its metadata (system prompt, totals) stays."""
+        key, _meta, turns = self.keys.of_session(session_id)
+        self.pipeline_execute(lambda p: (p.delete(key), p.delete(turns)), transaction=not self.cluster)
+        self.set_meta(session_id)
+
+    def delete(self, session_ids: list[str]) -> None:
+        """Delete sessions and their index rows. One non-transactional pipeline: on a cluster it spans
+        slots (redis-py sends each command to its node; multi-key DEL is not allowed there)."""
+
+        def build(pipe: Any) -> None:
+            for sid in session_ids:
+                for key in self.keys.of_session(sid):
+                    pipe.delete(key)
+            if session_ids:
+                pipe.zrem(self.keys.index, *session_ids)
+
+        self.pipeline_execute(build)
 
     def _expire(self, pipe: Any, session_id: str, ttl: int | None = None) -> None:
         ttl = ttl or self.ttl
         if ttl:
-            pipe.expire(self.list_key(session_id), ttl)
-            pipe.expire(self.meta_key(session_id), ttl)
-
-    def _commit(
-        self,
-        build: Callable[[Any], Any],
-        index_add: dict[str, float] | None = None,
-        index_remove: list[str] | None = None,
-    ) -> list[Any]:
-        """`build` (commands on ONE session's slot) and the index update, as one MULTI/EXEC on a single
-        node; on a cluster, a MULTI/EXEC on the session's slot, then the idempotent index step."""
-
-        def index(pipe: Any) -> None:
-            if index_add:
-                pipe.zadd(self.index_key, index_add)
-            if index_remove:
-                pipe.zrem(self.index_key, *index_remove)
-
-        if not self.cluster:
-
-            def both(pipe: Any) -> None:
-                build(pipe)
-                index(pipe)
-
-            return self._run(lambda: self._transaction(both))
-        result = self._run(lambda: self._transaction(build))
-        if index_add or index_remove:
-            try:
-                self._run(lambda: self._pipe_exec(index))
-            except StorageError as exc:
-                # The session itself is written. Raising here would spool (and later write again) a turn
-                # that is already stored; the index step is idempotent and the next write of this session,
-                # or `sessions adopt`, redoes it.
-                self._tell_once("index", f"(the session is saved, but the session index was not updated: {exc})")
-        return result
+            for key in self.keys.of_session(session_id):
+                pipe.expire(key, ttl)
 
     def import_session(
         self, session_id: str, entries: list[dict[str, Any]], mode: str = "new", meta: dict[str, str] | None = None
@@ -420,13 +352,13 @@ class SessionStore:
 
         mode "new" refuses an existing session (checked under WATCH, so a concurrent writer cannot slip in),
         "append" adds after the existing messages, "replace" drops the old messages and metadata first.
-        The index row is part of the MULTI/EXEC on a single node. On a cluster it is the separate,
-        idempotent ZADD after it (see the module docstring): if that step fails, the session is whole and
-        the next write to it, `sessions adopt` or `sessions list --all` brings it back into the index.
+        Messages without an id get one. The index row is part of the MULTI/EXEC on a single node; on a
+        cluster it is the separate, idempotent ZADD after it.
         """
         now = time.time()
-        key, meta_key = self.list_key(session_id), self.meta_key(session_id)
-        encoded = [exporting.encode_entry(e) for e in entries]
+        key, meta_key, turns_key = self.keys.of_session(session_id)
+        batch = new_turn_id()
+        encoded = [exporting.encode_entry(with_id(e, message_id(batch, i))) for i, e in enumerate(entries)]
 
         def attempt() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -438,15 +370,15 @@ class SessionStore:
                     )
                 pipe.multi()
                 if mode == "replace":
-                    pipe.delete(key)
-                    pipe.delete(meta_key)
+                    for k in (key, meta_key, turns_key):
+                        pipe.delete(k)
                 for start in range(0, len(encoded), 1000):
                     pipe.lpush(key, *encoded[start : start + 1000])
                 pipe.hsetnx(meta_key, "created", repr(now))
                 pipe.hset(meta_key, mapping={"updated": repr(now), **(meta or {})})
                 self._expire(pipe, session_id)
                 if not self.cluster:
-                    pipe.zadd(self.index_key, {session_id: now})
+                    pipe.zadd(self.keys.index, {session_id: now})
                 pipe.execute()
             except redis.WatchError:
                 raise StorageError(
@@ -455,12 +387,12 @@ class SessionStore:
             finally:
                 pipe.reset()
 
-        self._run(attempt)
+        self.run(attempt)
         if self.cluster:
-            self._run(lambda: self.client.zadd(self.index_key, {session_id: now}))
+            self.run(self.client.zadd, self.keys.index, {session_id: now})
 
     def copy_session(self, old: str, new: str, move: bool = False) -> int:
-        """Fork (copy) or, with `move`, rename a session: messages, metadata and its index row.
+        """Fork (copy) or, with `move`, rename a session: messages, metadata, turn ids and its index row.
 
         Read + write rather than COPY/RENAME, which need both keys in one slot. On a single node it is one
         MULTI/EXEC under WATCH of both sessions. On a cluster the two ids hash to different slots, so: read
@@ -472,36 +404,48 @@ class SessionStore:
         if old == new:
             raise UsageError("the new session id is the same as the old one")
         now = time.time()
-        okey, omkey, nkey, nmkey = self.list_key(old), self.meta_key(old), self.list_key(new), self.meta_key(new)
-        remaining = -1
+        okey, omkey, otkey = self.keys.of_session(old)
+        nkey, nmkey, ntkey = self.keys.of_session(new)
 
-        def read(reader: Any) -> tuple[list[Any], dict[str, str], float, int]:
+        @dataclass
+        class Read:
+            items: list[Any]
+            meta: dict[str, str]
+            turns: list[Any]
+            score: float
+            remaining: int  # ms; -1: no TTL
+
+        def read(reader: Any) -> Read:
             items = list(reader.lrange(okey, 0, -1))
-            meta = _decode_hash(reader.hgetall(omkey))
+            meta = decode_hash(reader.hgetall(omkey))
             if not items and not meta:
                 raise NotFoundError(f"no session named {old!r}")
-            score = self.client.zscore(self.index_key, old)
-            remaining = int(reader.pttl(okey if items else omkey))  # ms; -1: no TTL
-            return items, meta, float(score) if score is not None and move else now, remaining
+            turns = list(reader.smembers(otkey))
+            score = self.client.zscore(self.keys.index, old)
+            remaining = int(reader.pttl(okey if items else omkey))
+            return Read(items, meta, turns, float(score) if score is not None and move else now, remaining)
 
-        def write(pipe: Any, items: list[Any], meta: dict[str, str]) -> None:
+        def write(pipe: Any, got: Read) -> None:
             if pipe.exists(nkey) or pipe.exists(nmkey):
                 raise UsageError(f"session {new!r} exists: choose another id or delete it first")
             pipe.multi()
-            for start in range(0, len(items), 1000):
-                pipe.rpush(nkey, *items[start : start + 1000])  # same order: newest first
-            new_meta = dict(meta) if move else {**meta, "created": repr(now), "forked_from": old}
+            pipe.delete(ntkey)
+            for start in range(0, len(got.items), 1000):
+                pipe.rpush(nkey, *got.items[start : start + 1000])  # same order: newest first
+            if got.turns:
+                pipe.sadd(ntkey, *got.turns)
+            new_meta = dict(got.meta) if move else {**got.meta, "created": repr(now), "forked_from": old}
             new_meta.setdefault("updated", repr(now))
             if not move:
                 new_meta["updated"] = repr(now)
             pipe.hset(nmkey, mapping=new_meta)
-            if remaining > 0:  # the copy expires when the original would have
-                pipe.pexpire(nkey, remaining)
-                pipe.pexpire(nmkey, remaining)
+            if got.remaining > 0:  # the copy expires when the original would have
+                for key in (nkey, nmkey, ntkey):
+                    pipe.pexpire(key, got.remaining)
             else:
                 self._expire(pipe, new)
 
-        def changed(exc: redis.WatchError) -> StorageError:
+        def changed() -> StorageError:
             return StorageError(f"session {old!r} or {new!r} changed meanwhile; nothing was changed: try again")
 
         if not self.cluster:
@@ -509,34 +453,34 @@ class SessionStore:
             def at_once() -> int:
                 pipe = self.client.pipeline(transaction=True)
                 try:
-                    pipe.watch(okey, omkey, nkey, nmkey)
-                    nonlocal remaining
-                    items, meta, score, remaining = read(pipe)
-                    write(pipe, items, meta)
-                    pipe.zadd(self.index_key, {new: score})
+                    pipe.watch(okey, omkey, otkey, nkey, nmkey)
+                    got = read(pipe)
+                    write(pipe, got)
+                    pipe.zadd(self.keys.index, {new: got.score})
                     if move:
-                        pipe.delete(okey)
-                        pipe.delete(omkey)
-                        pipe.zrem(self.index_key, old)
+                        for key in (okey, omkey, otkey):
+                            pipe.delete(key)
+                        pipe.zrem(self.keys.index, old)
                     pipe.execute()
-                    return len(items)
-                except redis.WatchError as exc:
-                    raise changed(exc) from None
+                    return len(got.items)
+                except redis.WatchError:
+                    raise changed() from None
                 finally:
                     pipe.reset()
 
-            return self._run(at_once)
+            return int(self.run(at_once))
 
-        items, meta, score, remaining = self._run(lambda: read(self.client))
+        got = self.run(lambda: read(self.client))
+        kept = StorageError(f"session {old!r} changed during the rename: {new!r} is a copy, {old!r} is kept")
 
         def write_new() -> None:
             pipe = self.client.pipeline(transaction=True)
             try:
                 pipe.watch(nkey, nmkey)
-                write(pipe, items, meta)
+                write(pipe, got)
                 pipe.execute()
-            except redis.WatchError as exc:
-                raise changed(exc) from None
+            except redis.WatchError:
+                raise changed() from None
             finally:
                 pipe.reset()
 
@@ -544,227 +488,28 @@ class SessionStore:
             pipe = self.client.pipeline(transaction=True)
             try:
                 pipe.watch(okey, omkey)
-                if list(pipe.lrange(okey, 0, -1)) != items:
-                    raise StorageError(f"session {old!r} changed during the rename: {new!r} is a copy, {old!r} is kept")
+                if list(pipe.lrange(okey, 0, -1)) != got.items:
+                    raise kept
                 pipe.multi()
-                pipe.delete(okey)
-                pipe.delete(omkey)
+                for key in (okey, omkey, otkey):
+                    pipe.delete(key)
                 pipe.execute()
             except redis.WatchError:
-                raise StorageError(
-                    f"session {old!r} changed during the rename: {new!r} is a copy, {old!r} is kept"
-                ) from None
+                raise kept from None
             finally:
                 pipe.reset()
 
-        self._run(write_new)
-        self._run(lambda: self.client.zadd(self.index_key, {new: score}))
+        self.run(write_new)
+        self.run(self.client.zadd, self.keys.index, {new: got.score})
         if move:
-            self._run(drop_old)
-            self._run(lambda: self.client.zrem(self.index_key, old))
-        return len(items)
+            self.run(drop_old)
+            self.run(self.client.zrem, self.keys.index, old)
+        return len(got.items)
 
-    def pop_exchange(self, session_id: str) -> list[dict[str, Any]] | None:
-        """Remove the newest question and its answer (oldest first), if the list ends with such a pair."""
-        self._recent.pop(session_id, None)  # what this process remembers for offline reads is stale now
-        key = self.list_key(session_id)
-        raw = self._run(lambda: self.client.lrange(key, 0, 1))
-        if len(raw) < 2:
-            return None
-        answer, question = exporting.parse_entry(raw[0]), exporting.parse_entry(raw[1])
-        if not answer or not question or exporting.role(answer) != "assistant" or exporting.role(question) != "user":
-            return None
-        # remove them only if nobody appended in between (compare-and-trim, atomic on the server)
-        removed = self._run(lambda: self.client.eval(_POP_IF_UNCHANGED, 1, key, raw[0], raw[1]))
-        return [question, answer] if removed else None
 
-    def clear_messages(self, session_id: str) -> None:
-        """Delete a session's messages; its metadata (system prompt, totals) stays."""
-        self._recent.pop(session_id, None)
-        self._run(lambda: self.client.delete(self.list_key(session_id)))
-        self.set_meta(session_id)
-
-    def set_meta(self, session_id: str, **fields: str) -> None:
-        """Change metadata (system prompt, model, title) and mark the session active."""
-        self.append(session_id, [], meta=fields)
-
-    def _transaction(self, build: Callable[[Any], Any]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=True)
-        build(pipe)
-        return list(pipe.execute())
-
-    # -- sessions --------------------------------------------------------------------------------
-    def session_count(self) -> int:
-        return int(self._run(lambda: self.client.zcard(self.index_key)))
-
-    def most_recent(self) -> str | None:
-        """The most recently active session that still exists (expired ones are dropped from the index)."""
-        while True:
-            ids = [_s(m) for m in self._run(lambda: self.client.zrevrange(self.index_key, 0, 9))]
-            if not ids:
-                return None
-            alive = self._alive(ids)
-            stale = [sid for sid, ok in zip(ids, alive, strict=True) if not ok]
-            for sid, ok in zip(ids, alive, strict=True):
-                if ok:
-                    return sid
-            self._run(lambda: self.client.zrem(self.index_key, *stale))  # noqa: B023
-
-    def _alive(self, session_ids: list[str]) -> list[bool]:
-        def build(pipe: Any) -> None:
-            for sid in session_ids:
-                pipe.exists(self.list_key(sid))
-                pipe.exists(self.meta_key(sid))
-
-        found = self._run(lambda: self._pipe_exec(build))
-        return [bool(found[2 * i] or found[2 * i + 1]) for i in range(len(session_ids))]
-
-    def idle_sessions(self, cutoff: float) -> list[str]:
-        """Indexed sessions whose last activity is before `cutoff` (epoch seconds), oldest first.
-
-        Read from the index scores (ZRANGEBYSCORE); a session whose metadata says it was active since
-        (its index step was lost on a cluster) is not counted as idle."""
-        ids = [_s(m) for m in self._run(lambda: self.client.zrangebyscore(self.index_key, "-inf", f"({cutoff!r}"))]
-        if not ids:
-            return []
-
-        def build(pipe: Any) -> None:
-            for sid in ids:
-                pipe.hget(self.meta_key(sid), "updated")
-
-        updated = self._run(lambda: self._pipe_exec(build))
-        last = [(_float(_s(raw)) if raw is not None else None) or 0.0 for raw in updated]
-        return [sid for sid, when in zip(ids, last, strict=True) if when < cutoff]
-
-    def delete_in_batches(self, session_ids: list[str], batch: int = 500) -> int:
-        for start in range(0, len(session_ids), batch):
-            self.delete(session_ids[start : start + batch])
-        return len(session_ids)
-
-    def list_sessions(self, limit: int = 50, offset: int = 0) -> tuple[list[SessionInfo], int | None]:
-        """One page of the index, newest activity first, and the offset of the next page (or None).
-
-        Index entries whose session is gone (expired, or deleted by another program) are skipped, the
-        page is filled from further entries, and they are removed from the index afterwards; the next
-        offset accounts for that removal, so no session moves across a page boundary.
-        """
-        rows: list[SessionInfo] = []
-        stale: list[str] = []
-        position = offset
-        while len(rows) < limit:
-            need = limit - len(rows)
-            last = position + need - 1
-            ranked = self._run(self.client.zrevrange, self.index_key, position, last, withscores=True)
-            if not ranked:
-                break
-            position += len(ranked)
-            for info in self._describe([(_s(member), float(score)) for member, score in ranked]):
-                if isinstance(info, SessionInfo):
-                    rows.append(info)
-                else:
-                    stale.append(info)
-        total = int(self._run(lambda: self.client.zcard(self.index_key)))
-        if stale:
-            self._run(lambda: self.client.zrem(self.index_key, *stale))
-            total -= len(stale)
-            position -= len(stale)
-        return rows, (position if position < total else None)
-
-    def _describe(self, ranked: list[tuple[str, float | None]], indexed: bool = True) -> list[SessionInfo | str]:
-        """Rows for sessions (with their index score, if any), one pipelined round trip; a session that is
-        gone gives its id instead. An unindexed session is only its list; an indexed one may be only meta."""
-
-        def build(pipe: Any) -> None:
-            for sid, _score in ranked:
-                pipe.hgetall(self.meta_key(sid))
-                pipe.llen(self.list_key(sid))
-                pipe.lindex(self.list_key(sid), -1)
-
-        results = self._run(lambda: self._pipe_exec(build))
-        described: list[SessionInfo | str] = []
-        for i, (sid, score) in enumerate(ranked):
-            raw_meta, length, oldest = results[3 * i : 3 * i + 3]
-            meta = _decode_hash(raw_meta)
-            if not length and (not meta or not indexed):
-                described.append(sid)
-                continue
-            first = exporting.parse_entry(oldest) if oldest is not None else None
-            described.append(
-                SessionInfo(
-                    id=sid,
-                    messages=int(length),
-                    created=_float(meta.get("created")),
-                    updated=_float(meta.get("updated")) or score,
-                    title=meta.get("title") or exporting.title_from(first),
-                    meta=meta,
-                    indexed=indexed,
-                )
-            )
-        return described
-
-    def unindexed_sessions(self, batch: int = 500) -> list[SessionInfo]:
-        """Sessions in the LangChain layout (`<prefix><id>` lists) that chatcli's index does not list:
-        written by other programs. SCAN MATCH on the prefix (glob characters escaped), TYPE list; on a
-        cluster redis-py scans every primary. Ids chatcli cannot use (braces, control characters) are left out.
-        """
-        pattern = glob_escape(self.prefix) + "*"
-
-        def scan() -> list[str]:
-            found = []
-            for raw in self.client.scan_iter(match=pattern, count=batch, _type="list"):
-                try:
-                    key = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-                except UnicodeDecodeError:
-                    continue
-                sid = key[len(self.prefix) :]
-                try:
-                    validate_session_id(sid)
-                except UsageError:
-                    continue
-                found.append(sid)
-            return sorted(set(found))
-
-        candidates = self._run(scan)
-        rows: list[SessionInfo] = []
-        for start in range(0, len(candidates), batch):
-            ids = candidates[start : start + batch]
-            scores = self._run(lambda: self._pipe_exec(lambda p: [p.zscore(self.index_key, sid) for sid in ids]))  # noqa: B023
-            ids = [sid for sid, score in zip(ids, scores, strict=True) if score is None]
-            if ids:  # a session gone since the scan gives its id: left out
-                described = self._describe([(sid, None) for sid in ids], indexed=False)
-                rows += [info for info in described if isinstance(info, SessionInfo)]
-        rows.sort(key=lambda r: (-(r.updated or 0.0), r.id))
-        return rows
-
-    def adopt(self) -> list[str]:
-        """Add unindexed sessions to the index (ZADD NX, idempotent), scored by their metadata's last
-        activity when they have one, else now. Returns the adopted ids."""
-        rows = self.unindexed_sessions()
-        now = time.time()
-        if rows:
-            scores = {r.id: r.updated or now for r in rows}
-            self._run(lambda: self.client.zadd(self.index_key, scores, nx=True))
-        return [r.id for r in rows]
-
-    def delete(self, session_ids: list[str]) -> None:
-        """Delete sessions and their index rows. One non-transactional pipeline: on a cluster it spans
-        slots (redis-py sends each command to its node; multi-key DEL is not allowed there)."""
-
-        def build(pipe: Any) -> None:
-            for sid in session_ids:
-                pipe.delete(self.list_key(sid))
-                pipe.delete(self.meta_key(sid))
-            if session_ids:
-                pipe.zrem(self.index_key, *session_ids)
-
-        self._run(lambda: self._pipe_exec(build))
-
-    def clear(self, batch: int = 500) -> int:
-        """Delete every indexed session (and nothing else). Returns how many were deleted."""
-        deleted = 0
-        while True:
-            ids = [_s(m) for m in self._run(lambda: self.client.zrange(self.index_key, 0, batch - 1))]
-            if not ids:
-                return deleted
-            self.delete(ids)
-            deleted += len(ids)
+def with_id(entry: dict[str, Any], default: str) -> dict[str, Any]:
+    """`entry` with a LangChain message id: its own, else `default`."""
+    data = entry.get("data")
+    if not isinstance(data, dict) or (isinstance(data.get("id"), str) and data["id"]):
+        return entry
+    return {**entry, "data": {**data, "id": default}}

@@ -290,3 +290,18 @@ class Cli:
 @pytest.fixture
 def cli(env: dict[str, str]) -> Cli:
     return Cli(env)
+
+
+def spool_rows(home: Path) -> list[Any]:
+    """What the spool under CHATCLI_HOME holds, read with chatcli's own Spool (every state)."""
+    from chatcli.spool import Spool
+
+    spool = Spool(home)
+    try:
+        return spool.rows()
+    finally:
+        spool.close()
+
+
+def pending_turns(home: Path) -> list[Any]:
+    return [row for row in spool_rows(home) if row.state == "pending"]

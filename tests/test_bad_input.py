@@ -10,6 +10,7 @@ import unicodedata
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from chatcli.records import TurnRecord
 from chatcli.store import SessionStore
 from tests.model_server import Reply
 
@@ -61,7 +62,7 @@ def test_session_ids_valid_ones_live_alone_invalid_ones_change_nothing(cli, mode
     model.reset()
     store = SessionStore(rdb)
     for sid in SEEDED:
-        store.append(sid, [{"type": "human", "data": {"content": f"I am {sid}"}}])
+        store.append_turn(TurnRecord(sid, [{"type": "human", "data": {"content": f"I am {sid}"}}]))
     before = snapshot(rdb)
 
     if not documented_valid(session_id):

@@ -345,7 +345,7 @@ def test_history_window_and_trimming(cli, model, rdb, monkeypatch):
         while time.monotonic() < deadline:
             cmd = monitor.next_command()["command"]
             commands.append(cmd)
-            if cmd.startswith("EXEC"):
+            if cmd.startswith("ZADD"):  # the script's last command: the index row
                 break
     assert result.exit_code == 0, result.stderr
     sent = model.last_messages()
@@ -357,8 +357,9 @@ def test_history_window_and_trimming(cli, model, rdb, monkeypatch):
     assert sent[-1] == {"role": "user", "content": "newest"}
     reads = [c for c in commands if c.startswith("LRANGE")]
     assert reads == ["LRANGE message_store:long 0 15"]  # one windowed read, never the whole list
-    write = commands[commands.index("MULTI") :]
-    assert write[1].startswith("LPUSH message_store:long ") and write[-1] == "EXEC"
+    write = commands[[c.startswith("EVAL") for c in commands].index(True) :]  # the turn: one script
+    assert sum(c.startswith("EVAL") for c in commands) == 1
+    assert any(c.startswith("LPUSH message_store:long ") for c in write)
     assert rdb.llen("message_store:long") == 602
 
 
@@ -375,7 +376,7 @@ def test_a_chat_of_short_messages_reads_its_window_twice_once_then_once_a_turn(c
         result = cli("chat", "-s", "short", input="one\ntwo\nthree\n")
         commands: list[str] = []
         deadline = time.monotonic() + 5
-        while commands.count("EXEC") < 3 and time.monotonic() < deadline:
+        while sum(c.startswith("EVAL") for c in commands) < 3 and time.monotonic() < deadline:
             commands.append(monitor.next_command()["command"])
     assert result.exit_code == 0, result.stderr
     reads = [c.removeprefix("LRANGE message_store:short ") for c in commands if c.startswith("LRANGE")]
@@ -385,44 +386,3 @@ def test_a_chat_of_short_messages_reads_its_window_twice_once_then_once_a_turn(c
     sent = model.last_messages()
     assert [m["content"] for m in sent[-5:]] == ["one", "echo: one", "two", "echo: two", "three"]
     assert len(sent) == 1 + 24 + 1
-
-
-@pytest.mark.parametrize("model_name", ["gpt-4o-mini", "o3-mini"])  # o-series: system becomes "developer"
-def test_the_request_body_is_what_stock_chat_openai_sends(model, model_name):
-    """chatcli's ChatOpenAI hands the SDK its message dicts untransformed: the bytes sent must not change."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-    from langchain_openai import ChatOpenAI
-    from pydantic import SecretStr
-
-    from chatcli.assistant import chat_openai_class
-
-    conversation = [
-        SystemMessage(content='You answer in "quotes" \\ and tabs\t.'),
-        HumanMessage(content="Grüße 👋 <b>[bold]x[/bold]</b>\nline two", name="bob"),
-        AIMessage(
-            content="an answer\u2028with a separator",
-            response_metadata={"finish_reason": "stop", "chatcli": {"interrupted": True}},
-            usage_metadata={"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
-        ),
-        HumanMessage(content=[{"type": "text", "text": "a question in blocks"}]),
-    ]
-    options = {
-        "model": model_name,
-        "api_key": SecretStr("sk-test"),
-        "base_url": model.base_url,
-        "temperature": 0.3,
-        "stream_usage": True,
-    }
-    # the SDK is handed no messages to walk: they ride in extra_body
-    payload = chat_openai_class()(**options)._get_request_payload(conversation, stream=True)
-    assert payload["messages"] == [] and len(payload["extra_body"]["messages"]) == len(conversation)
-    bodies = []
-    for cls in (ChatOpenAI, chat_openai_class()):
-        answer = "".join(str(chunk.content) for chunk in cls(**options).stream(conversation))
-        assert answer == model.responder(model.last_messages())
-        bodies.append(model.last_raw_body())
-    stock, ours = bodies
-    sent = json.loads(ours)["messages"]
-    assert sent[0]["role"] == ("developer" if model_name.startswith("o3") else "system")
-    assert sent[1] == {"content": "Grüße 👋 <b>[bold]x[/bold]</b>\nline two", "role": "user", "name": "bob"}
-    assert ours == stock

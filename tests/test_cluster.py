@@ -36,7 +36,7 @@ def test_a_key_prefix_with_a_hash_tag_is_refused_on_a_cluster_only(cli, model, m
 
 
 @pytest.mark.parametrize("redis_url", ["cluster"], indirect=True)
-def test_a_turn_on_a_cluster_is_one_transaction_on_the_session_slot_then_the_index(cli, model, rdb):
+def test_a_turn_on_a_cluster_is_one_script_on_the_session_slot_then_the_index(cli, model, rdb):
     import time
 
     import redis
@@ -52,7 +52,7 @@ def test_a_turn_on_a_cluster_is_one_transaction_on_the_session_slot_then_the_ind
     try:
         assert cli("ask", "-s", session, "second").exit_code == 0
         commands: dict[str, list[str]] = {"session": [], "index": []}
-        for name, stop in (("session", "EXEC"), ("index", "ZADD")):
+        for name, stop in (("session", "EVAL"), ("index", "ZADD")):
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 command = seen[name].next_command()["command"]
@@ -65,27 +65,38 @@ def test_a_turn_on_a_cluster_is_one_transaction_on_the_session_slot_then_the_ind
     setup = ("HELLO", "CLIENT", "CLUSTER", "COMMAND", "PING", "READONLY", "INFO")
     ops = [c.split(" ", 1)[0] for c in commands["session"] if not c.startswith(setup)]
     assert ops[:2] == ["LRANGE", "HGETALL"]  # the window: one pipelined read on the session's node
-    write = ops[ops.index("MULTI") :]
-    assert write[0] == "MULTI" and write[1] == "LPUSH" and write[-1] == "EXEC" and "ZADD" not in write
+    assert ops[2:] == ["EVAL"]  # the turn: one idempotent script on the session's node, no index there
+    turn = commands["session"][-1]
+    assert f"message_store:{session} chatcli:meta:" in turn and "chatcli:index:" not in turn
     assert any(c.startswith("ZADD chatcli:index:{message_store:}") and session in c for c in commands["index"])
 
 
 def test_the_repl_storage_operations_work_on_both(redis_url):
     """What /undo, /retry, /clear and /system do, through the store the REPL uses."""
     from chatcli import redis_server
+    from chatcli.catalog import SessionCatalog
+    from chatcli.records import TurnRecord, message_id
     from chatcli.settings import Settings
     from chatcli.store import SessionStore
 
     conn = redis_server.connect(Settings(home=Path("/nonexistent"), redis_url=redis_url))
     store = SessionStore(conn.client, ttl=100, where=conn.where)
-    q = {"type": "human", "data": {"content": "q"}}
-    a = {"type": "ai", "data": {"content": "a"}}
-    store.append("r", [q, a, q, a])
-    assert store.pop_exchange("r") == [q, a]
-    assert list(store.iter_messages("r", chunk=1)) == [q, a]
-    assert store.window("r", 1).messages == [a]
+
+    def exchange(turn: str) -> list[dict]:
+        return [
+            {"type": "human", "data": {"content": "q", "id": message_id(turn, 0)}},
+            {"type": "ai", "data": {"content": "a", "id": message_id(turn, 1)}},
+        ]
+
+    assert store.append_turn(TurnRecord("r", exchange("t1"), "t1"))
+    assert store.append_turn(TurnRecord("r", exchange("t2"), "t2"))
+    assert not store.append_turn(TurnRecord("r", exchange("t2"), "t2"))  # stored once
+    removed = store.remove_turn("r", "t2")
+    assert removed is not None and removed.entries == exchange("t2") and removed.newer == 0
+    assert list(store.iter_messages("r", chunk=1)) == exchange("t1")
+    assert store.window("r", 1).messages == exchange("t1")[1:]
     store.set_meta("r", system="Be terse.")
     store.clear_messages("r")
     assert store.count("r") == 0 and store.get_meta("r")["system"] == "Be terse."
-    assert store.most_recent() == "r" and store.exists("r")
+    assert SessionCatalog(store).most_recent() == "r" and store.exists("r")
     conn.client.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from tests.conftest import pending_turns
+
 
 def test_chat_spools_when_the_cluster_is_down_at_start_and_flushes_when_back(cli, model, tmp_path):
     from tests.conftest import start_cluster
@@ -38,4 +40,4 @@ def test_a_plain_redis_at_a_cluster_url_is_a_clear_error_not_a_spool(cli, model,
     result = cli.run("ask", "-s", "x", "hi", "--redis-url", f"redis+cluster://127.0.0.1:{redis_proc.port}")
     assert result.returncode == 3
     assert "is not a cluster: use redis://" in result.stderr
-    assert not (home / "spool.jsonl").exists()
+    assert pending_turns(home) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_redis
+from tests.conftest import pending_turns, spool_rows, start_redis
 from tests.model_server import Reply
 from tests.terminal import spawn
 
@@ -56,9 +56,9 @@ def test_redis_down_mid_session_spools_turns_and_flushes_them_in_order(cli, mode
                 # Redis down: the model still had the conversation so far (read before, spooled since)
                 sent = [m["content"] for m in model.last_messages()[1:]]
                 assert sent == [c for _t, c in exchange(*questions[:4])] + ["q04"]
-                spool = home / "spool.jsonl"
+                spool = home / "spool.db"
                 assert stat.S_IMODE(spool.stat().st_mode) == 0o600
-                assert [json.loads(line)["session"] for line in spool.read_text().splitlines()] == ["spooled"] * 2
+                assert [row.session for row in pending_turns(home)] == ["spooled"] * 2
         proc.stdin.close()
         assert proc.wait(60) == 0
         err = proc.stderr.read() if proc.stderr else ""
@@ -77,7 +77,7 @@ def test_redis_down_mid_session_spools_turns_and_flushes_them_in_order(cli, mode
     assert err.count("the model sees this session's 6 messages kept locally") == 1, err
     assert err.count("answers again: wrote 6 spooled messages") == 1, err
     assert "Traceback" not in err
-    assert not (home / "spool.jsonl").exists()
+    assert pending_turns(home) == []
 
 
 def test_a_start_with_redis_down_spools_and_the_next_start_flushes(cli, model, redis_proc, home):
@@ -105,7 +105,7 @@ def test_a_start_with_redis_down_spools_and_the_next_start_flushes(cli, model, r
     messages = json.loads(shown.stdout)["messages"]
     assert [(m["type"], m["data"]["content"]) for m in messages] == exchange("first", "second")
     assert "answers again: wrote 4 spooled messages" in shown.stderr
-    assert not (home / "spool.jsonl").exists()
+    assert pending_turns(home) == []
 
 
 def test_two_chats_spooling_at_once_while_redis_is_down_lose_nothing(cli, model, redis_proc, home):
@@ -136,32 +136,40 @@ def test_two_chats_spooling_at_once_while_redis_is_down_lose_nothing(cli, model,
         assert messages[i][0] == "human" and messages[i + 1] == ("ai", f"echo: {messages[i][1]}")
     for p in lines:
         assert [c for kind, c in messages if kind == "human" and c.startswith(p)] == lines[p]
-    assert not (home / "spool.jsonl").exists()
+    assert pending_turns(home) == []
 
 
-def test_a_spooled_turn_redis_refuses_is_set_aside_once_and_blocks_nothing(cli, model, rdb, home, redis_url):
+def test_an_old_spool_is_taken_over_its_refused_turn_set_aside_and_its_torn_line_kept(cli, model, rdb, home, redis_url):
+    """A spool.jsonl of an earlier chatcli: readable records are sent, a record Redis refuses for good (a key
+    of another type) is set aside and listed, a torn last line is kept and named, never deleted."""
+
     def record(session: str, text: str) -> str:
         entries = [{"type": "human", "data": {"content": text}}, {"type": "ai", "data": {"content": f"echo: {text}"}}]
         return json.dumps({"target": redis_url, "prefix": "message_store:", "session": session, "entries": entries})
 
     rdb.set("message_store:typed", "not a list")  # another program took the key: LPUSH gets WRONGTYPE
-    spool = home / "spool.jsonl"
-    spool.write_text(record("fine", "one") + "\n" + record("typed", "two") + "\n" + '{"torn": ')
+    legacy = home / "spool.jsonl"
+    legacy.write_text(record("fine", "one") + "\n" + record("typed", "two") + "\n" + '{"torn": ')
     result = cli("history", "show", "fine", "--json")
     assert result.exit_code == 0, result.stderr
     assert [m["data"]["content"] for m in json.loads(result.stdout)["messages"]] == ["one", "echo: one"]
     assert "wrote 2 spooled messages" in result.stderr
     assert "Redis refused a spooled turn of session 'typed'" in result.stderr
-    assert not spool.exists()  # the torn line is dropped, the refused record set aside
-    rejected = home / "spool.rejected.jsonl"
-    assert [json.loads(line)["session"] for line in rejected.read_text().splitlines()] == ["typed"]
-    assert stat.S_IMODE(rejected.stat().st_mode) == 0o600
-    # the next commands do not apply it again (its MULTI/EXEC had run the commands Redis accepted)
+    assert "1 records of the spool" in result.stderr and "cannot be read" in result.stderr
+    assert not legacy.exists()  # taken over: its records live in spool.db now
+    rows = {row.state: row for row in spool_rows(home)}
+    assert sorted(rows) == ["set_aside", "unreadable"]
+    assert rows["set_aside"].session == "typed" and "WRONGTYPE" in (rows["set_aside"].reason or "")
+    assert rows["unreadable"].text == '{"torn": '  # the bytes are kept as they were
+    assert stat.S_IMODE((home / "spool.db").stat().st_mode) == 0o600
+    # the next commands do not apply it again
     meta_before = rdb.hgetall("chatcli:meta:{message_store:typed}")
     for _ in range(2):
-        assert cli("history", "show", "fine").exit_code == 0
+        again = cli("history", "show", "fine")
+        assert again.exit_code == 0 and "Redis refused" not in again.stderr
     assert rdb.hgetall("chatcli:meta:{message_store:typed}") == meta_before
     assert rdb.get("message_store:typed") == b"not a list"
+    assert rdb.llen("message_store:fine") == 2  # sent once, not again
 
 
 # -- 2. The model endpoint fails: one clear line, the chat goes on, a failed turn stores nothing ----------
@@ -304,7 +312,7 @@ def test_files_under_chatcli_home_are_the_users_alone(cli, model, monkeypatch, t
     assert mode(socket_path(home).parent) == 0o700
     assert mode(home / "input_history") == 0o600
     assert "again" in (home / "input_history").read_text()
-    assert mode(home / "spool.jsonl") == 0o600 and mode(home / "spool.lock") == 0o600
+    assert mode(home / "spool.db") == 0o600 and mode(home / "spool.lock") == 0o600
     loose = [
         str(p.relative_to(home))
         for p in home.rglob("*")

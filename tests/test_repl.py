@@ -102,7 +102,7 @@ def test_undo_removes_the_last_exchange_and_retry_replaces_the_answer(term, mode
     t.enter("second")
     t.wait_prompt("u", 3)
     t.enter("/undo")
-    t.wait_for("removed the last question and answer")
+    t.wait_for("removed your last question and its answer")
     assert contents(rdb, "u") == ["first", "echo: first"]
 
     model.script(Reply(text="a better answer"))
@@ -111,6 +111,21 @@ def test_undo_removes_the_last_exchange_and_retry_replaces_the_answer(term, mode
     t.wait_prompt("u", 5)
     assert contents(rdb, "u") == ["first", "a better answer"]
     assert [m["content"] for m in model.last_messages()[1:]] == ["first"]  # the old answer was not sent
+
+
+def test_undo_takes_back_this_clients_turn_not_the_one_another_client_wrote_since(term, model, cli, rdb):
+    t = term("chat", "-s", "shared")
+    t.wait_prompt("shared", 1)
+    t.enter("mine")
+    t.wait_prompt("shared", 2)
+    assert cli("ask", "-s", "shared", "theirs").exit_code == 0  # another client, same session
+    t.enter("/undo")
+    t.wait_for("(2 newer messages from another client stay where they are)")
+    t.wait_for("removed your last question and its answer")
+    assert contents(rdb, "shared") == ["theirs", "echo: theirs"]
+    t.enter("/undo")
+    t.wait_for("(nothing of yours to undo)")
+    assert contents(rdb, "shared") == ["theirs", "echo: theirs"]
 
 
 def test_system_prompt_persists_across_processes(term, model, cli, rdb):

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from tests.conftest import free_port, start_redis, wait_for_redis
+from tests.conftest import free_port, pending_turns, start_redis, wait_for_redis
 from tests.model_server import Reply
 from tests.test_doctor_config import lines
 
@@ -62,7 +62,7 @@ def test_the_api_key_and_passwords_never_appear_in_output_errors_or_files(cli, m
     assert any("HTTP 500" in s for s in said) and any("refused the credentials" in s for s in said)
     assert any("***" in s for s in said)  # redacted, not left out
     files = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
-    assert home / "spool.jsonl" in files
+    assert home / "spool.db" in files
     for secret in (API_KEY, REDIS_PASSWORD, BASE_PASSWORD):
         assert [s for s in said if secret in s] == []
         assert [str(p) for p, data in files.items() if secret.encode() in data] == []
@@ -130,14 +130,14 @@ def test_a_wrong_redis_password_is_exit_3_with_one_clear_line(cli, model, tls_re
     assert result.stderr.count("\n") == 1
     assert "refused the credentials" in result.stderr and "alice:***@" in result.stderr
     assert "not-alices-pw" not in result.stderr + result.stdout
-    assert model.chat_requests() == [] and not (home / "spool.jsonl").exists()
+    assert model.chat_requests() == [] and pending_turns(home) == []
 
 
 def test_an_unknown_ca_is_exit_3_with_one_clear_line_not_a_spool(cli, model, tls_redis, home):
     result = cli.run("ask", "-s", "tls", "hi", "--redis-url", tls_redis.url("alice", "alice-pw", ca=False))
     assert result.returncode == 3
     assert result.stderr.count("\n") == 1 and "TLS" in result.stderr and "ssl_ca_certs" in result.stderr
-    assert model.chat_requests() == [] and not (home / "spool.jsonl").exists()
+    assert model.chat_requests() == [] and pending_turns(home) == []
 
 
 def test_redis_url_environment_is_never_echoed_with_its_password(cli, model, monkeypatch):

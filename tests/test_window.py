@@ -14,7 +14,7 @@ def _entry(kind: str, text: str) -> dict:
 
 def test_window_with_a_budget_keeps_what_trim_keeps_and_stops_parsing_there(rdb):
     store = SessionStore(rdb)
-    key = store.list_key("long")
+    key = store.keys.session("long")
     rdb.lpush(key, b"not json")  # the oldest element: far outside any budget below
     entries = [_entry("human" if i % 2 == 0 else "ai", f"message {i:03d} " + "x" * 36) for i in range(100)]
     rdb.lpush(key, *[json.dumps(e) for e in entries])
@@ -35,7 +35,7 @@ def _lrange_calls(rdb) -> int:
 
 def test_a_budget_the_first_read_fills_costs_one_read(rdb):
     store = SessionStore(rdb)
-    rdb.lpush(store.list_key("wordy"), *[json.dumps(_entry("human", "w" * 400)) for _ in range(3000)])
+    rdb.lpush(store.keys.session("wordy"), *[json.dumps(_entry("human", "w" * 400)) for _ in range(3000)])
     first, most = read_sizes(8000)
     before = _lrange_calls(rdb)
     window = read_window(store, "wordy", 8000)
@@ -46,7 +46,7 @@ def test_a_budget_the_first_read_fills_costs_one_read(rdb):
 def test_short_messages_past_the_first_read_are_read_again_up_to_the_most(rdb):
     store = SessionStore(rdb)
     entries = [_entry("human" if i % 2 == 0 else "ai", f"m{i:03d}") for i in range(300)]  # 4 tokens each
-    rdb.lpush(store.list_key("short"), *[json.dumps(e) for e in entries])
+    rdb.lpush(store.keys.session("short"), *[json.dumps(e) for e in entries])
     first, most = read_sizes(200)
     assert (first, most) == (16, 25)
     before = _lrange_calls(rdb)

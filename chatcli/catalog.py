@@ -1,0 +1,194 @@
+"""The sessions of a key prefix: the index (a sorted set by last activity), listing, adoption, pruning.
+
+Index rows whose session is gone (expired, deleted by another program) are dropped as they are met; sessions
+other programs wrote (LangChain's RedisChatMessageHistory) are found by SCAN and can be adopted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatcli import exporting
+from chatcli.errors import UsageError
+from chatcli.keys import validate_session_id
+from chatcli.store import SessionStore, as_text, decode_hash
+
+
+@dataclass
+class SessionInfo:
+    id: str
+    messages: int
+    created: float | None
+    updated: float | None
+    title: str
+    meta: dict[str, str] = field(default_factory=dict)
+    indexed: bool = True
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class SessionCatalog:
+    def __init__(self, store: SessionStore):
+        self.store = store
+        self.client = store.client
+        self.keys = store.keys
+        self.run = store.run
+
+    def session_count(self) -> int:
+        return int(self.run(self.client.zcard, self.keys.index))
+
+    def most_recent(self) -> str | None:
+        """The most recently active session that still exists (expired ones are dropped from the index)."""
+        while True:
+            ids = [as_text(m) for m in self.run(self.client.zrevrange, self.keys.index, 0, 9)]
+            if not ids:
+                return None
+            alive = self._alive(ids)
+            for sid, ok in zip(ids, alive, strict=True):
+                if ok:
+                    return sid
+            self.run(self.client.zrem, self.keys.index, *ids)
+
+    def _alive(self, session_ids: list[str]) -> list[bool]:
+        def build(pipe: Any) -> None:
+            for sid in session_ids:
+                pipe.exists(self.keys.session(sid))
+                pipe.exists(self.keys.meta(sid))
+
+        found = self.store.pipeline_execute(build)
+        return [bool(found[2 * i] or found[2 * i + 1]) for i in range(len(session_ids))]
+
+    def idle_sessions(self, cutoff: float) -> list[str]:
+        """Indexed sessions whose last activity is before `cutoff` (epoch seconds), oldest first.
+
+        Read from the index scores (ZRANGEBYSCORE); a session whose metadata says it was active since
+        (its index step was lost on a cluster) is not counted as idle."""
+        ids = [as_text(m) for m in self.run(self.client.zrangebyscore, self.keys.index, "-inf", f"({cutoff!r}")]
+        if not ids:
+            return []
+        updated = self.store.pipeline_execute(lambda p: [p.hget(self.keys.meta(sid), "updated") for sid in ids])
+        last = [(_float(as_text(raw)) if raw is not None else None) or 0.0 for raw in updated]
+        return [sid for sid, when in zip(ids, last, strict=True) if when < cutoff]
+
+    def delete_in_batches(self, session_ids: list[str], batch: int = 500) -> int:
+        for start in range(0, len(session_ids), batch):
+            self.store.delete(session_ids[start : start + batch])
+        return len(session_ids)
+
+    def list_sessions(self, limit: int = 50, offset: int = 0) -> tuple[list[SessionInfo], int | None]:
+        """One page of the index, newest activity first, and the offset of the next page (or None).
+
+        Index entries whose session is gone (expired, or deleted by another program) are skipped, the
+        page is filled from further entries, and they are removed from the index afterwards; the next
+        offset accounts for that removal, so no session moves across a page boundary.
+        """
+        rows: list[SessionInfo] = []
+        stale: list[str] = []
+        position = offset
+        while len(rows) < limit:
+            need = limit - len(rows)
+            ranked = self.run(self.client.zrevrange, self.keys.index, position, position + need - 1, withscores=True)
+            if not ranked:
+                break
+            position += len(ranked)
+            for info in self._describe([(as_text(member), float(score)) for member, score in ranked]):
+                if isinstance(info, SessionInfo):
+                    rows.append(info)
+                else:
+                    stale.append(info)
+        total = self.session_count()
+        if stale:
+            self.run(self.client.zrem, self.keys.index, *stale)
+            total -= len(stale)
+            position -= len(stale)
+        return rows, (position if position < total else None)
+
+    def _describe(self, ranked: list[tuple[str, float | None]], indexed: bool = True) -> list[SessionInfo | str]:
+        """Rows for sessions (with their index score, if any), one pipelined round trip; a session that is
+        gone gives its id instead. An unindexed session is only its list; an indexed one may be only meta."""
+
+        def build(pipe: Any) -> None:
+            for sid, _score in ranked:
+                pipe.hgetall(self.keys.meta(sid))
+                pipe.llen(self.keys.session(sid))
+                pipe.lindex(self.keys.session(sid), -1)
+
+        results = self.store.pipeline_execute(build)
+        described: list[SessionInfo | str] = []
+        for i, (sid, score) in enumerate(ranked):
+            raw_meta, length, oldest = results[3 * i : 3 * i + 3]
+            meta = decode_hash(raw_meta)
+            if not length and (not meta or not indexed):
+                described.append(sid)
+                continue
+            first = exporting.parse_entry(oldest) if oldest is not None else None
+            described.append(
+                SessionInfo(
+                    id=sid,
+                    messages=int(length),
+                    created=_float(meta.get("created")),
+                    updated=_float(meta.get("updated")) or score,
+                    title=meta.get("title") or exporting.title_from(first),
+                    meta=meta,
+                    indexed=indexed,
+                )
+            )
+        return described
+
+    def unindexed_sessions(self, batch: int = 500) -> list[SessionInfo]:
+        """Sessions in the LangChain layout (`<prefix><id>` lists) that chatcli's index does not list:
+        written by other programs. SCAN MATCH on the prefix (glob characters escaped), TYPE list; on a
+        cluster redis-py scans every primary. Ids chatcli cannot use (braces, control characters) are left out.
+        """
+
+        def scan() -> list[str]:
+            found = []
+            for raw in self.client.scan_iter(match=self.keys.sessions_pattern, count=batch, _type="list"):
+                try:
+                    key = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+                except UnicodeDecodeError:
+                    continue
+                sid = self.keys.session_id_of(key)
+                try:
+                    found.append(validate_session_id(sid or ""))
+                except UsageError:
+                    continue
+            return sorted(set(found))
+
+        candidates = self.run(scan)
+        rows: list[SessionInfo] = []
+        for start in range(0, len(candidates), batch):
+            ids = candidates[start : start + batch]
+            scores = self.store.pipeline_execute(lambda p: [p.zscore(self.keys.index, sid) for sid in ids])  # noqa: B023
+            ids = [sid for sid, score in zip(ids, scores, strict=True) if score is None]
+            if ids:  # a session gone since the scan gives its id: left out
+                described = self._describe([(sid, None) for sid in ids], indexed=False)
+                rows += [info for info in described if isinstance(info, SessionInfo)]
+        rows.sort(key=lambda r: (-(r.updated or 0.0), r.id))
+        return rows
+
+    def adopt(self) -> list[str]:
+        """Add unindexed sessions to the index (ZADD NX, idempotent), scored by their metadata's last
+        activity when they have one, else now. Returns the adopted ids."""
+        rows = self.unindexed_sessions()
+        now = time.time()
+        if rows:
+            self.run(self.client.zadd, self.keys.index, {r.id: r.updated or now for r in rows}, nx=True)
+        return [r.id for r in rows]
+
+    def clear(self, batch: int = 500) -> int:
+        """Delete every indexed session (and nothing else). Returns how many were deleted."""
+        deleted = 0
+        while True:
+            ids = [as_text(m) for m in self.run(self.client.zrange, self.keys.index, 0, batch - 1)]
+            if not ids:
+                return deleted
+            self.store.delete(ids)
+            deleted += len(ids)
