@@ -46,6 +46,10 @@ server_app = typer.Typer(help="The embedded redis-server chatcli runs when no Re
 app.add_typer(history_app, name="history")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(server_app, name="server")
+spool_app = typer.Typer(
+    help="Turns kept on this machine that Redis does not have yet: list, send, export, drop.", no_args_is_help=True
+)
+app.add_typer(spool_app, name="spool")
 
 _state = {"traceback": False}
 _secrets: set[str] = set()  # the API key and passwords of this run: never printed, whatever says them
@@ -637,6 +641,134 @@ def doctor(
     render.print_checks(stdout_console(), results)
     if not all(c.ok for c in results):
         raise typer.Exit(int(ExitCode.ERROR))
+
+
+# -- the spool --------------------------------------------------------------------------------------
+
+
+def _local_spool() -> Any:
+    from chatcli.spool import Spool
+
+    return Spool(load_settings().home)
+
+
+SeqArgs = Annotated[list[int] | None, typer.Argument(help="Spool record numbers (`chatcli spool list`).")]
+
+
+@spool_app.command("list")
+@handle_errors
+def spool_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+) -> None:
+    """List the spooled turns: waiting for a Redis (pending), refused by it for good (set_aside), or unreadable."""
+    rows = _local_spool().rows()
+    if as_json:
+        payload = [
+            {
+                "record": r.seq,
+                "state": r.state,
+                "session": r.session,
+                "redis": r.target,
+                "prefix": r.prefix,
+                "turn": r.turn,
+                "messages": r.messages,
+                "added": render.iso(r.added),
+                "reason": r.reason,
+            }
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps({"records": payload}, ensure_ascii=False, indent=2) + "\n")
+        return
+    console = stdout_console()
+    if not rows:
+        render.print_notice(console, "the spool is empty: Redis has every turn")
+        return
+    for r in rows:
+        line = f"{r.seq:>5}  {r.state:<10} {render.iso(r.added)}  {r.session!r} ({_plural(r.messages, 'message')})"
+        line += f"  for {r.target} {r.prefix}"
+        if r.reason:
+            line += f"  [{r.reason}]"
+        console.print(render.sanitize(line), markup=False, highlight=False, soft_wrap=True)
+
+
+@spool_app.command("send")
+@handle_errors
+def spool_send(
+    records: SeqArgs = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Write spooled turns to the Redis in use now: by default every turn waiting for another Redis (another
+    URL, port or host name for the same server, say); with record numbers, those (set-aside ones included).
+    A turn Redis already has is not written twice."""
+    from chatcli import spooled
+    from chatcli.store import SessionStore
+
+    settings = settings_for(redis_url=redis_url)
+    store = open_store(settings)
+    assert isinstance(store, SessionStore)
+    spool = _local_spool()
+    rows = spool.rows()
+    known = {r.seq for r in rows}
+    missing = [seq for seq in records or [] if seq not in known]
+    if missing:
+        raise NotFoundError("no spool record " + ", ".join(str(m) for m in missing) + "; nothing sent")
+    if records:
+        chosen = [r for r in rows if r.seq in set(records)]
+        unreadable = [r.seq for r in chosen if r.state == "unreadable"]
+        if unreadable:
+            raise UsageError(f"spool record {unreadable[0]} cannot be read: export it with `chatcli spool export`")
+    else:
+        chosen = [r for r in rows if r.state == "pending" and (r.target, r.prefix) != (store.where, store.prefix)]
+    moved = spool.retarget([r.seq for r in chosen], store.where, store.prefix)
+    written = spooled.flush(store, spool, lambda _event: None)
+    left = [r for r in spool.rows() if r.seq in {c.seq for c in chosen}]
+    render.print_notice(
+        stderr_console(),
+        f"sent {_plural(moved, 'turn')} to Redis at {store.where}: {written} written, "
+        f"{moved - written - len(left)} were there already" + (f", {len(left)} still spooled" if left else ""),
+    )
+    if left:
+        raise typer.Exit(int(ExitCode.STORAGE))
+
+
+@spool_app.command("export")
+@handle_errors
+def spool_export(
+    record: Annotated[int, typer.Argument(help="The spool record number.", show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Write one spooled turn as a chatcli JSON export (`chatcli history import` reads it); an unreadable
+    record is written as the text it holds."""
+    row = _local_spool().row(record)
+    if row is None:
+        raise NotFoundError(f"no spool record {record}")
+
+    def write(out: Any) -> int:
+        if row.record is None:
+            out.write(row.text + "\n")
+            return 0
+        return exporting.write_json(out, row.session, row.record.entries)
+
+    if output is None:
+        write(sys.stdout)
+    else:
+        write_atomically(output, write)
+        render.print_notice(stderr_console(), f"wrote spool record {record} to {output}")
+
+
+@spool_app.command("drop")
+@handle_errors
+def spool_drop(
+    records: Annotated[list[int], typer.Argument(help="Spool record numbers.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete spooled turns for good (export them first if you may want them)."""
+    spool = _local_spool()
+    missing = [seq for seq in records if spool.row(seq) is None]
+    if missing:
+        raise NotFoundError("no spool record " + ", ".join(str(m) for m in missing) + "; nothing dropped")
+    _confirm(f"{_plural(len(records), 'spooled turn')} for good", yes)
+    render.print_notice(stderr_console(), f"dropped {_plural(spool.drop(records), 'spooled turn')}")
 
 
 # -- the embedded server ----------------------------------------------------------------------------

@@ -62,9 +62,17 @@ def translate(exc: BaseException, where: str) -> StorageError:
         return StorageUnavailable(f"Redis Cluster at {where} does not answer: {first_line(exc)}")
     if isinstance(exc, redis.ResponseError):
         code = reply_code(exc)
-        if code in TEMPORARY or any(f" {c} " in f" {exc} " for c in TEMPORARY if c != "BUSY"):
+        # redis-py strips the code of the replies it has a class for
+        stripped = (
+            redis.exceptions.OutOfMemoryError,
+            redis.exceptions.ReadOnlyError,
+            redis.exceptions.NoPermissionError,
+        )
+        if isinstance(exc, stripped):
+            code = "OOM"
+        if code in TEMPORARY:
             return StorageUnavailable(f"Redis at {where} cannot take it now: {first_line(exc)}")
-        if code == "WRONGTYPE" or "WRONGTYPE" in str(exc):
+        if code == "WRONGTYPE":
             return StorageRefused(f"Redis at {where} refused: {first_line(exc)}")
         return StorageError(f"Redis at {where} answered with an error: {first_line(exc)}")
     return StorageError(f"Redis at {where} failed: {first_line(exc)}")

@@ -306,7 +306,9 @@ def _legacy_record(line: bytes, turn: str) -> tuple[str, str, str, str, str, str
             ensure_ascii=False,
         )
         TurnRecord.from_json(converted)  # validates it
-    except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
+    except RecursionError:
+        return "?", "?", "?", text, "unreadable", "unreadable record: nested too deeply"
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         return "?", "?", "?", text, "unreadable", f"unreadable record: {type(exc).__name__}: {exc}"[:300]
     return target, prefix, session, converted, "pending", None
 

@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from chatcli import events, exporting
 from chatcli.errors import NotFoundError, StorageError, UsageError
 from chatcli.keys import Keys, validate_session_id
-from chatcli.records import TurnRecord, message_id, new_turn_id, turn_of
+from chatcli.records import TurnRecord, turn_of
 from chatcli.redis_errors import call, translate
 
 __all__ = ["SessionStore", "Window", "validate_session_id"]
@@ -352,13 +352,12 @@ class SessionStore:
 
         mode "new" refuses an existing session (checked under WATCH, so a concurrent writer cannot slip in),
         "append" adds after the existing messages, "replace" drops the old messages and metadata first.
-        Messages without an id get one. The index row is part of the MULTI/EXEC on a single node; on a
-        cluster it is the separate, idempotent ZADD after it.
+        Messages are stored as given (an export imported again is the same bytes). The index row is part of the
+        MULTI/EXEC on a single node; on a cluster it is the separate, idempotent ZADD after it.
         """
         now = time.time()
         key, meta_key, turns_key = self.keys.of_session(session_id)
-        batch = new_turn_id()
-        encoded = [exporting.encode_entry(with_id(e, message_id(batch, i))) for i, e in enumerate(entries)]
+        encoded = [exporting.encode_entry(e) for e in entries]
 
         def attempt() -> None:
             pipe = self.client.pipeline(transaction=True)
