@@ -9,16 +9,16 @@ from __future__ import annotations
 import functools
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from secrets import token_hex
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from chatcli import __version__, exporting, render
+from chatcli import __version__, exporting, render, secrets
 from chatcli.errors import (
     ChatcliError,
     ExitCode,
@@ -48,28 +48,6 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(server_app, name="server")
 
 _state = {"traceback": False}
-_secrets: set[str] = set()  # the API key and passwords of this run: never printed, whatever says them
-
-
-def scrub(text: str) -> str:
-    """`text` with every known secret replaced by ***."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _remember_secrets(settings: Settings) -> None:
-    from urllib.parse import unquote, urlsplit
-
-    candidates = [settings.api_key]
-    for url in (settings.redis_url, settings.base_url):
-        if url:
-            try:
-                password = urlsplit(url).password
-            except ValueError:
-                password = None
-            candidates += [password, unquote(password) if password else None]
-    _secrets.update(c for c in candidates if c and len(c) >= 3)
 
 
 def stdout_console() -> Any:
@@ -81,7 +59,8 @@ def stderr_console() -> Any:
 
 
 def handle_errors(fn: F) -> F:
-    """The one place exceptions become a one-line message and an exit code (--traceback re-raises)."""
+    """The one place exceptions become a one-line message and an exit code (--traceback re-raises).
+    render scrubs every error and notice of the secrets settings_for remembered."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -92,7 +71,7 @@ def handle_errors(fn: F) -> F:
         except ChatcliError as exc:
             if _state["traceback"]:
                 raise
-            render.print_error(stderr_console(), scrub(str(exc)))
+            render.print_error(stderr_console(), str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             if _state["traceback"]:
@@ -126,13 +105,14 @@ SessionArg = Annotated[str, typer.Argument(help="Session id.", show_default=Fals
 
 
 def settings_for(**flags: Any) -> Settings:
+    """The settings (flags given here win), their secrets remembered so that nothing prints them."""
     settings = load_settings(flags)
-    _remember_secrets(settings)
+    secrets.remember(settings)
     return settings
 
 
 def _notice(message: str) -> None:
-    render.print_notice(stderr_console(), scrub(message))
+    render.print_notice(stderr_console(), message)
 
 
 def open_store(settings: Settings, spool: bool = False) -> Any:
@@ -181,7 +161,7 @@ def stdin_text() -> Any:
 
 
 def new_session_id() -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{token_hex(2)}"
 
 
 def announce_session(session_id: str, resumed: bool = False) -> None:
@@ -285,7 +265,7 @@ def _scripted_chat(assistant: Any, session_id: str) -> None:
         try:
             turn = show_turn(assistant, session_id, text, console, err)
         except ModelError as exc:
-            render.print_error(err, scrub(str(exc)))
+            render.print_error(err, str(exc))
             failed = exc
             continue
         if turn.status == "interrupted":  # Ctrl-C ends a script: the lines after it are not sent
@@ -605,18 +585,13 @@ def doctor(
     """Check the setup, one line each: settings and where they came from, Redis, the model endpoint,
     the model and the API key. Exit code 1 when any check fails."""
     from chatcli import doctor as checks
-    from chatcli.settings import url_secrets
 
     try:
         settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
     except UsageError as exc:
         results = [checks.Check(False, "settings", str(exc))]
     else:
-        # also the secret query parameters of the URLs (ssl_password=..., api-key=...): whatever a library
-        # puts in an error message, no secret is printed
-        _secrets.update(s for url in (settings.redis_url, settings.base_url) for s in url_secrets(url) if len(s) >= 3)
         results = checks.run(settings)
-    results = [checks.Check(c.ok, c.name, scrub(c.detail)) for c in results]
     render.print_checks(stdout_console(), results)
     if not all(c.ok for c in results):
         raise typer.Exit(int(ExitCode.ERROR))
@@ -631,7 +606,7 @@ def server_status() -> None:
     """Whether chatcli's embedded redis-server runs, and where."""
     from chatcli import redis_server
 
-    settings = load_settings()
+    settings = settings_for()
     status = redis_server.embedded_status(settings.home)
     console = stdout_console()
     if settings.redis_url:
@@ -664,7 +639,7 @@ def server_stop() -> None:
     """Stop the embedded redis-server (its data stays on disk; the next command starts it again)."""
     from chatcli import redis_server
 
-    settings = load_settings()
+    settings = settings_for()
     if redis_server.stop_embedded(settings.home):
         render.print_notice(stderr_console(), "embedded server stopped")
     else:

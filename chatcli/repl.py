@@ -168,7 +168,7 @@ class ChatRepl:
 
         try:
             return show_turn(self.assistant, self.session_id, text, self.console, self.err)
-        except ChatcliError as exc:  # one bad turn never ends the REPL
+        except ChatcliError as exc:  # one bad turn never ends the REPL (render scrubs secrets from it)
             render.print_error(self.err, str(exc))
             return None
 
