@@ -29,7 +29,7 @@ from chatcli.errors import (
     UsageError,
 )
 from chatcli.files import write_atomically
-from chatcli.settings import Settings, load_settings, require_model_key
+from chatcli.settings import MAX_LIST_LENGTH, MAX_TTL, Settings, load_settings, require_model_key, utf8_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -204,8 +204,16 @@ BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatib
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session id; default: a new session.")]
 Ttl = Annotated[
     int | None,
-    typer.Option("--ttl", min=1, help="Seconds an idle session lives, refreshed on each turn (CHATCLI_TTL)."),
+    typer.Option("--ttl", help=f"Seconds an idle session lives, refreshed on each turn, 1 to {MAX_TTL} (CHATCLI_TTL)."),
 ]
+
+
+def check_turn_options(system: str | None, temperature: float | None) -> None:
+    """--system and --temperature, before anything is written (typer's range check lets nan through)."""
+    if system is not None:
+        utf8_text("--system", system)
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise UsageError(f"--temperature must be from 0 to 2, got {temperature}")
 
 
 @app.command()
@@ -225,6 +233,7 @@ def chat(
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
+    check_turn_options(system, temperature)
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
     require_model_key(settings)
     session_id = checked_id(session) if session is not None else None
@@ -289,8 +298,9 @@ def ask(
     ttl: Ttl = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
+    check_turn_options(system, temperature)
     piped = "" if sys.stdin.isatty() else stdin_text().read()
-    text = "\n\n".join(part for part in (question or "", piped.strip("\n")) if part.strip())
+    text = "\n\n".join(part for part in (utf8_text("the question", question or ""), piped.strip("\n")) if part.strip())
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
@@ -329,7 +339,7 @@ def history_show(
     store.require(session_id)
     skipped = [0]
     if last is not None:
-        window = store.window(session_id, last)
+        window = store.window(session_id, min(last, MAX_LIST_LENGTH))
         entries: Any = window.messages
         skipped[0] = window.skipped
     else:
@@ -423,7 +433,7 @@ def sessions_list(
     """List sessions, most recently active first."""
     offset = 0
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
             raise UsageError(f"invalid --cursor {cursor!r}: pass the next_cursor of a previous page")
         offset = int(cursor)
     store = open_store(settings_for(redis_url=redis_url))
