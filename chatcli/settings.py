@@ -122,8 +122,8 @@ def utf8_text(name: str, value: str) -> str:
 
 
 def _text(name: str, raw: Any) -> str:
-    if not isinstance(raw, str):  # config.toml: model = 5, or a table
-        raise UsageError(f"{name} must be text (a quoted string in config.toml), got {_shown(raw)}")
+    if not isinstance(raw, str):  # config.toml: model = 5, or a table (its value is not shown: it may be the key)
+        raise UsageError(f"{name} must be text (a quoted string in config.toml), not {type(raw).__name__}")
     value = utf8_text(name, raw).strip()
     if not value:
         raise UsageError(f"{name} is set but empty")
