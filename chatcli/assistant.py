@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from chatcli import exporting
 from chatcli.errors import ChatcliError, ModelError
 from chatcli.records import TurnRecord, message_id, new_turn_id
+from chatcli.secrets import StreamScrubber, scrub
 from chatcli.settings import Settings, require_model_key
 from chatcli.store import Window, with_id
 
@@ -83,37 +84,6 @@ def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, A
     while kept and exporting.role(kept[0]) != "user":
         kept.pop(0)
     return kept
-
-
-class Redactor:
-    """Replaces secrets in streamed text, also when a secret is split across chunks: the text that could
-    still be the start of a secret is held back until the next piece (or the end) decides."""
-
-    def __init__(self, secrets: Sequence[str]):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
-        self.held = ""
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def feed(self, piece: str) -> str:
-        if not self.secrets:
-            return piece
-        text = self.scrub(self.held + piece)
-        keep = 0
-        for secret in self.secrets:  # the longest tail of text that starts a secret
-            for size in range(min(len(secret) - 1, len(text)), keep, -1):
-                if secret.startswith(text[-size:]):
-                    keep = size
-                    break
-        self.held = text[len(text) - keep :] if keep else ""
-        return text[: len(text) - keep]
-
-    def finish(self) -> str:
-        rest, self.held = self.held, ""
-        return rest
 
 
 @contextlib.contextmanager
@@ -213,7 +183,7 @@ class Turn:
     finish_reason: str | None = None
     response_metadata: dict[str, Any] = field(default_factory=dict)
     history: SessionHistory | None = None
-    redactor: Redactor | None = None
+    redactor: StreamScrubber | None = None
 
     @property
     def text(self) -> str:
@@ -236,7 +206,7 @@ class Turn:
         window = history.load()
         assistant._used[self.session_id] = len(window.messages) + window.skipped
         system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
-        self.redactor = redactor = Redactor(assistant.secrets)
+        self.redactor = redactor = StreamScrubber()
         self.status = "streaming"
         try:
             stream = assistant.chain.stream(
@@ -249,7 +219,7 @@ class Turn:
                 if piece:
                     self.received.append(piece)
                     yield piece
-            rest = redactor.finish()
+            rest = redactor.flush()
             if rest:
                 self.received.append(rest)
                 yield rest
@@ -330,7 +300,6 @@ class Assistant:
         self.model = model or settings.model
         self.temperature = temperature
         self.system = system
-        self.secrets = [settings.api_key or ""]
         self._used: dict[str, int] = {}  # per session: list elements the last turn's window used
         self.chain = self._build_chain()
 
@@ -384,10 +353,7 @@ class Assistant:
 def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
     """One clear line for whatever the OpenAI client raised; never the API key, even if the server echoed it."""
     error = _model_error(exc, assistant)
-    key = assistant.settings.api_key
-    if key and key in str(error):
-        error = type(error)(str(error).replace(key, "***"))
-    return error
+    return type(error)(scrub(str(error)))
 
 
 def _model_error(exc: Exception, assistant: Assistant) -> ChatcliError:

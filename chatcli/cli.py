@@ -9,16 +9,16 @@ from __future__ import annotations
 import functools
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from secrets import token_hex
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from chatcli import __version__, exporting, render
+from chatcli import __version__, exporting, render, secrets
 from chatcli.errors import (
     ChatcliError,
     ExitCode,
@@ -29,7 +29,7 @@ from chatcli.errors import (
     UsageError,
 )
 from chatcli.files import write_atomically
-from chatcli.settings import Settings, load_settings, require_model_key
+from chatcli.settings import MAX_LIST_LENGTH, MAX_TTL, Settings, load_settings, require_model_key, utf8_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,28 +52,6 @@ spool_app = typer.Typer(
 app.add_typer(spool_app, name="spool")
 
 _state = {"traceback": False}
-_secrets: set[str] = set()  # the API key and passwords of this run: never printed, whatever says them
-
-
-def scrub(text: str) -> str:
-    """`text` with every known secret replaced by ***."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _remember_secrets(settings: Settings) -> None:
-    from urllib.parse import unquote, urlsplit
-
-    candidates = [settings.api_key]
-    for url in (settings.redis_url, settings.base_url):
-        if url:
-            try:
-                password = urlsplit(url).password
-            except ValueError:
-                password = None
-            candidates += [password, unquote(password) if password else None]
-    _secrets.update(c for c in candidates if c and len(c) >= 3)
 
 
 def stdout_console() -> Any:
@@ -85,7 +63,8 @@ def stderr_console() -> Any:
 
 
 def handle_errors(fn: F) -> F:
-    """The one place exceptions become a one-line message and an exit code (--traceback re-raises)."""
+    """The one place exceptions become a one-line message and an exit code (--traceback re-raises).
+    render scrubs every error and notice of the secrets settings_for remembered."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -96,7 +75,7 @@ def handle_errors(fn: F) -> F:
         except ChatcliError as exc:
             if _state["traceback"]:
                 raise
-            render.print_error(stderr_console(), scrub(str(exc)))
+            render.print_error(stderr_console(), str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt as exc:
             if _state["traceback"]:
@@ -131,13 +110,14 @@ SessionArg = Annotated[str, typer.Argument(help="Session id.", show_default=Fals
 
 
 def settings_for(**flags: Any) -> Settings:
+    """The settings (flags given here win), their secrets remembered so that nothing prints them."""
     settings = load_settings(flags)
-    _remember_secrets(settings)
+    secrets.remember(settings)
     return settings
 
 
 def _notice(message: str) -> None:
-    render.print_notice(stderr_console(), scrub(message))
+    render.print_notice(stderr_console(), message)
 
 
 def _on_event(event: Any) -> None:
@@ -200,7 +180,7 @@ def stdin_text() -> Any:
 
 
 def new_session_id() -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{token_hex(2)}"
 
 
 def announce_session(session_id: str, resumed: bool = False) -> None:
@@ -243,8 +223,16 @@ BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatib
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session id; default: a new session.")]
 Ttl = Annotated[
     int | None,
-    typer.Option("--ttl", min=1, help="Seconds an idle session lives, refreshed on each turn (CHATCLI_TTL)."),
+    typer.Option("--ttl", help=f"Seconds an idle session lives, refreshed on each turn, 1 to {MAX_TTL} (CHATCLI_TTL)."),
 ]
+
+
+def check_turn_options(system: str | None, temperature: float | None) -> None:
+    """--system and --temperature, before anything is written (typer's range check lets nan through)."""
+    if system is not None:
+        utf8_text("--system", system)
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise UsageError(f"--temperature must be from 0 to 2, got {temperature}")
 
 
 @app.command()
@@ -264,6 +252,7 @@ def chat(
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
+    check_turn_options(system, temperature)
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
     require_model_key(settings)
     session_id = checked_id(session) if session is not None else None
@@ -306,7 +295,7 @@ def _scripted_chat(assistant: Any, session_id: str) -> None:
         try:
             turn = show_turn(assistant.turn(session_id, text), console, err)
         except ModelError as exc:
-            render.print_error(err, scrub(str(exc)))
+            render.print_error(err, str(exc))
             failed = exc
             continue
         if turn.status == "interrupted":  # Ctrl-C ends a script: the lines after it are not sent
@@ -330,8 +319,9 @@ def ask(
     ttl: Ttl = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
+    check_turn_options(system, temperature)
     piped = "" if sys.stdin.isatty() else stdin_text().read()
-    text = "\n\n".join(part for part in (question or "", piped.strip("\n")) if part.strip())
+    text = "\n\n".join(part for part in (utf8_text("the question", question or ""), piped.strip("\n")) if part.strip())
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
@@ -370,7 +360,7 @@ def history_show(
     store.require(session_id)
     skipped = [0]
     if last is not None:
-        window = store.window(session_id, last)
+        window = store.window(session_id, min(last, MAX_LIST_LENGTH))
         entries: Any = window.messages
         skipped[0] = window.skipped
     else:
@@ -464,7 +454,7 @@ def sessions_list(
     """List sessions, most recently active first."""
     offset = 0
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
             raise UsageError(f"invalid --cursor {cursor!r}: pass the next_cursor of a previous page")
         offset = int(cursor)
     catalog = open_catalog(settings_for(redis_url=redis_url))
@@ -626,18 +616,13 @@ def doctor(
     """Check the setup, one line each: settings and where they came from, Redis, the model endpoint,
     the model and the API key. Exit code 1 when any check fails."""
     from chatcli import doctor as checks
-    from chatcli.settings import url_secrets
 
     try:
         settings = settings_for(model=model, base_url=base_url, redis_url=redis_url)
     except UsageError as exc:
         results = [checks.Check(False, "settings", str(exc))]
     else:
-        # also the secret query parameters of the URLs (ssl_password=..., api-key=...): whatever a library
-        # puts in an error message, no secret is printed
-        _secrets.update(s for url in (settings.redis_url, settings.base_url) for s in url_secrets(url) if len(s) >= 3)
         results = checks.run(settings)
-    results = [checks.Check(c.ok, c.name, scrub(c.detail)) for c in results]
     render.print_checks(stdout_console(), results)
     if not all(c.ok for c in results):
         raise typer.Exit(int(ExitCode.ERROR))
@@ -780,7 +765,7 @@ def server_status() -> None:
     """Whether chatcli's embedded redis-server runs, and where."""
     from chatcli import redis_server
 
-    settings = load_settings()
+    settings = settings_for()
     status = redis_server.embedded_status(settings.home)
     console = stdout_console()
     if settings.redis_url:
@@ -813,7 +798,7 @@ def server_stop() -> None:
     """Stop the embedded redis-server (its data stays on disk; the next command starts it again)."""
     from chatcli import redis_server
 
-    settings = load_settings()
+    settings = settings_for()
     if redis_server.stop_embedded(settings.home):
         render.print_notice(stderr_console(), "embedded server stopped")
     else:

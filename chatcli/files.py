@@ -35,6 +35,16 @@ def write_atomically(path: Path, write: Callable[[Any], int]) -> int:
     return count
 
 
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """A text file's content; UsageError naming the line when it is not UTF-8 (OSError passes through)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UsageError(f"{path}: line {line}: not UTF-8 text (byte {exc.start})") from None
+
+
 def private_dir(path: Path) -> Path:
     """Create `path` and its missing parents with mode 0700 (whatever the umask); existing ones are left alone."""
     missing = []

@@ -16,6 +16,7 @@ from typing import Any
 
 from chatcli import exporting
 from chatcli.errors import NotFoundError, UsageError
+from chatcli.files import read_text
 
 # OpenAI chat roles -> LangChain message types
 OPENAI_ROLES = {"user": "human", "assistant": "ai", "system": "system", "developer": "system", "tool": "tool"}
@@ -36,12 +37,7 @@ def read_conversation(path: Path) -> Conversation:
         raise NotFoundError(f"no such file: {path}")
     if path.is_dir():
         raise UsageError(f"{path} is a directory, not a file to import")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UsageError(f"{path}: line {line}: not UTF-8 text (byte {exc.start})") from None
+    text = read_text(path, "utf-8-sig")
     conversation = parse(text, path.name, jsonl=path.suffix.lower() in (".jsonl", ".ndjson"))
     if not conversation.entries:
         only = " (only a system prompt)" if conversation.system else ""
@@ -49,10 +45,18 @@ def read_conversation(path: Path) -> Conversation:
     return conversation
 
 
+def _loads(text: str, where: str) -> Any:
+    """json.loads, but a document nested too deeply for Python's parser is invalid input, not a crash."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{where}: JSON nested too deeply to read") from None
+
+
 def parse(text: str, name: str = "<input>", jsonl: bool = False) -> Conversation:
     if not jsonl:
         try:
-            document = json.loads(text)
+            document = _loads(text, name)
         except json.JSONDecodeError as exc:
             if not _looks_like_jsonl(text):
                 raise UsageError(f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
@@ -67,7 +71,7 @@ def _looks_like_jsonl(text: str) -> bool:
         return False
     try:
         return isinstance(json.loads(lines[0]), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -78,7 +82,7 @@ def _from_lines(text: str, name: str) -> Conversation:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = _loads(line, f"{name}: line {number}")
         except json.JSONDecodeError as exc:
             raise UsageError(f"{name}: line {number}: invalid JSON at column {exc.colno}: {exc.msg}") from None
         _add(item, f"{name}: line {number}", entries, system_parts)

@@ -11,7 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_TTL = 10 * 365 * 86400  # seconds; the largest session TTL chatcli accepts anywhere
+from chatcli.settings import MAX_TTL
+
 MAX_RECORD_DEPTH = 64  # a spooled record nests a few levels; deeper is not one chatcli wrote
 
 

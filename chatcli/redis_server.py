@@ -106,29 +106,32 @@ def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
                 socket_timeout=socket_timeout,
                 retry=Retry(NoBackoff(), 0),
             )
-        if scheme not in ("redis", "rediss", "unix"):
-            raise UsageError(
-                f"unsupported Redis URL {redact_url(url)!r}: use redis://, rediss://, unix:// or redis+cluster://"
-            )
         return redis.Redis.from_url(url, **{**_client_options(), "socket_timeout": socket_timeout})
     except (ValueError, TypeError) as exc:
         raise UsageError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise StorageError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
     except RedisClusterException as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc.__cause__, redis.InvalidResponse):
+            raise _not_redis(redact_url(url), exc.__cause__) from None
+        reason = _first_line(exc)
         if "Cluster mode is not enabled" in reason:  # a plain Redis at a cluster URL: a setting to fix
             raise StorageError(f"Redis at {redact_url(url)} is not a cluster: use redis:// for it") from None
         # no node could be reached to ask for the slot map: the cluster is down, like a dead single node
         raise StorageUnavailable(f"cannot reach the Redis Cluster at {redact_url(url)}: {reason}") from None
     except redis.RedisError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = _first_line(exc)
         raise StorageError(f"cannot use Redis at {redact_url(url)}: {reason}") from None
 
 
 def _probe(client: Any, where: str, hint: str) -> None:
     try:
         client.ping()
+    except redis.InvalidResponse as exc:
+        raise _not_redis(where, exc) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        # an option of the URL that settings could not check (one naming a Python object, like ?retry=3)
+        raise UsageError(f"the Redis URL {where} has an option redis-py cannot use: {_first_line(exc)}") from None
     except redis.AuthenticationError:
         raise StorageError(
             f"Redis at {where} refused the credentials (check the user and password in the URL)"
@@ -141,10 +144,9 @@ def _probe(client: Any, where: str, hint: str) -> None:
         raise StorageError(f"Redis at {where} answered with an error: {exc}") from None
     except redis.TimeoutError as exc:
         # something listens but does not answer like Redis: a wrong address, not a Redis that is down
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StorageError(f"cannot reach Redis at {where}: {reason}; {hint}") from None
+        raise StorageError(f"cannot reach Redis at {where}: {_first_line(exc)}; {hint}") from None
     except (redis.ConnectionError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = _first_line(exc)
         if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
             # a TLS failure (unknown CA, wrong host name) is a configuration to fix, not a Redis that is down
             raise StorageError(
@@ -152,6 +154,16 @@ def _probe(client: Any, where: str, hint: str) -> None:
             ) from None
         # refused or unreachable: Redis is down (chat and ask spool until it is back)
         raise StorageUnavailable(f"cannot reach Redis at {where}: {reason}; {hint}") from None
+
+
+def _not_redis(where: str, exc: BaseException) -> StorageError:
+    """Something answered, but not in the Redis protocol (an HTTP server, say): a wrong address to fix, not a
+    Redis that is down (StorageUnavailable), so chat and ask do not spool for it either."""
+    return StorageError(f"{where} did not answer like a Redis server ({_first_line(exc)}): check the host and port")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 # -- the embedded server ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chatcli import exporting
+from chatcli.secrets import scrub
 
 # rich.markdown (markdown-it) is imported only when a terminal shows Markdown: it costs every command.
 
@@ -58,11 +59,13 @@ def iso(ts: float | None) -> str | None:
 
 
 def print_error(console: Console, message: str) -> None:
-    console.print(Text(f"Error: {sanitize(message)}", style="bold red"), soft_wrap=True)
+    """One error line. Errors, notices and checks are scrubbed here, the one place they are printed: whatever
+    wrote the message (a library, a model server echoing the key), no remembered secret is shown."""
+    console.print(Text(f"Error: {sanitize(scrub(message))}", style="bold red"), soft_wrap=True)
 
 
 def print_notice(console: Console, message: str) -> None:
-    console.print(Text(sanitize(message), style="dim"), soft_wrap=True)
+    console.print(Text(sanitize(scrub(message)), style="dim"), soft_wrap=True)
 
 
 # -- conversations ------------------------------------------------------------------------------------
@@ -113,7 +116,7 @@ def print_checks(console: Console, checks: Iterable[Any]) -> None:
     """`chatcli doctor`: one line per check, "ok" or "FAIL", the name, the detail."""
     for check in checks:
         mark = Text("ok  ", style="green") if check.ok else Text("FAIL", style="bold red")
-        console.print(Text.assemble(mark, f"  {check.name:<19} ", sanitize(check.detail)), soft_wrap=True)
+        console.print(Text.assemble(mark, f"  {check.name:<19} ", sanitize(scrub(check.detail))), soft_wrap=True)
 
 
 def print_usage(console: Console, usage: tuple[int, int] | None) -> None:

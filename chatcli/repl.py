@@ -170,7 +170,7 @@ class ChatRepl:
         turn = self.assistant.turn(self.session_id, text)
         try:
             return show_turn(turn, self.console, self.err)
-        except ChatcliError as exc:  # one bad turn never ends the REPL
+        except ChatcliError as exc:  # one bad turn never ends the REPL (render scrubs secrets from it)
             render.print_error(self.err, str(exc))
             return None
         finally:
@@ -185,8 +185,10 @@ class ChatRepl:
 
     def cmd_history(self, arg: str) -> None:
         from chatcli import render
+        from chatcli.settings import MAX_LIST_LENGTH
 
-        count = int(arg) if arg.isdigit() and int(arg) > 0 else 10
+        digits = arg.lstrip("0")
+        count = 10 if not (digits.isascii() and digits.isdigit()) else min(int(digits[:11]), MAX_LIST_LENGTH)
         window = self.store.window(self.session_id, count)
         if not window.messages:
             self.say("(no messages yet)")

@@ -1,13 +1,18 @@
 """One frozen Settings object, resolved as: flags > environment > .env > config.toml > defaults.
 
-Every resolved value remembers where it came from (for `chatcli doctor` and for error messages).
+Every resolved value remembers where it came from (for `chatcli doctor` and for error messages), and is
+validated here, whatever its source, before any command uses it: a bad value is a UsageError (exit 2) naming
+the flag, variable or config.toml key, and nothing has been written yet.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from chatcli.errors import ModelError, UsageError
+from chatcli.files import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +31,10 @@ DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_PREFIX = "message_store:"
 DEFAULT_MAX_HISTORY_TOKENS = 8000
 DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 86400  # a day
+MAX_TTL = 10 * 365 * 86400  # 315360000 s, ten years: far beyond any useful TTL, far within what Redis takes
+MAX_HISTORY_TOKENS = 10_000_000  # more than any model's context window
+MAX_LIST_LENGTH = 2**32 - 1  # the most elements a Redis list holds: asking for the last N > this means all
 
 # setting name -> (environment variables read, in order; key in config.toml)
 _SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -64,43 +74,156 @@ def default_home() -> Path:
     return user_data_path("chatcli", appauthor=False)
 
 
-def _positive_int(name: str, raw: Any) -> int:
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise UsageError(f"{name} must be a whole number, got {str(raw)!r}") from None
-    if value <= 0:
-        raise UsageError(f"{name} must be greater than 0, got {value}")
+def _cut(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _shown(raw: Any) -> str:
+    """A value in an error message: quoted when text, and cut short (a variable can be any length)."""
+    return _cut(repr(raw) if isinstance(raw, str) else str(raw))
+
+
+def _whole_number(name: str, raw: Any, most: int) -> int:
+    """1 ..`most`, from a TOML integer or ASCII digits (no sign, no exponent, no "_")."""
+    digits = raw.strip() if isinstance(raw, str) else str(raw) if type(raw) is int else ""
+    if not (digits.isascii() and digits.isdigit()):
+        raise UsageError(f"{name} must be a whole number, got {_shown(raw)}")
+    value = int(digits) if len(digits) <= len(str(most)) else most + 1  # never int() of 5,000 digits
+    if not 1 <= value <= most:
+        raise UsageError(f"{name} must be from 1 to {most}, got {_cut(digits)}")
     return value
 
 
-def _positive_float(name: str, raw: Any) -> float:
+def _positive_int(limit: int) -> Callable[[str, Any], int]:
+    return lambda name, raw: _whole_number(name, raw, limit)
+
+
+def _seconds(name: str, raw: Any) -> float:
+    """More than 0 and at most MAX_TIMEOUT, from a TOML number or text."""
     try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, got {str(raw)!r}") from None
-    if not 0 < value <= 86400:
-        raise UsageError(f"{name} must be more than 0 and at most 86400 seconds, got {raw}")
+        if isinstance(raw, bool):  # config.toml: timeout = true
+            raise TypeError
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number of seconds, got {_shown(raw)}") from None
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan and inf
+        raise UsageError(f"{name} must be more than 0 and at most {MAX_TIMEOUT} seconds, got {_shown(raw)}")
+    return value
+
+
+def utf8_text(name: str, value: str) -> str:
+    """`value` unless it holds bytes that were not UTF-8 (Python keeps them in argv and the environment as
+    lone surrogates, which no request or Redis command can encode)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{name} is not valid UTF-8 text") from None
     return value
 
 
 def _text(name: str, raw: Any) -> str:
-    value = str(raw).strip()
+    if not isinstance(raw, str):  # config.toml: model = 5, or a table (its value is not shown: it may be the key)
+        raise UsageError(f"{name} must be text (a quoted string in config.toml), not {type(raw).__name__}")
+    value = utf8_text(name, raw).strip()
     if not value:
         raise UsageError(f"{name} is set but empty")
     return value
 
 
+def _key_prefix(name: str, raw: Any) -> str:
+    """Kept exactly as written (it is part of every key), but never empty: with no prefix every list in the
+    database would be a session, and `sessions adopt` + `sessions clear` would delete other programs' lists."""
+    if isinstance(raw, str) and not raw.strip():
+        raise UsageError(
+            f"{name} is empty: a key prefix is required (every list in Redis would be a session); "
+            f"use e.g. {DEFAULT_PREFIX!r}"
+        )
+    _text(name, raw)  # text, and UTF-8
+    return str(raw)
+
+
+def _url(name: str, raw: Any, schemes: tuple[str, ...]) -> str:
+    """A URL with one of `schemes`, no white space or control character in it, and a numeric port."""
+    url = _text(name, raw)
+    bad = next((c for c in url if c.isspace() or unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise UsageError(f"{name} contains {bad!r}: a URL has no white space or control characters")
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise UsageError(f"{name} is not a valid URL ({shown}): {exc}") from None
+    if parts.scheme.lower() not in schemes:
+        raise UsageError(f"{name} must start with {', '.join(s + '://' for s in schemes)} (got {shown})")
+    return url
+
+
+def _base_url(name: str, raw: Any) -> str:
+    url = _url(name, raw, ("http", "https"))
+    if not urlsplit(url).hostname:
+        raise UsageError(f"{name} has no host name ({redact_url(url)})")
+    return url
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+# Query parameters of a Redis URL that redis-py turns into numbers, and the least each may be (the URL's
+# value wins over chatcli's own timeouts); non-finite and negative ones fail inside the socket layer.
+_REDIS_MINIMUMS = {
+    "db": 0,
+    "socket_timeout": 0.001,
+    "socket_connect_timeout": 0.001,
+    "health_check_interval": 0,
+    "max_connections": 1,
+    "socket_read_size": 1,
+}
+
+
+def _redis_url(name: str, raw: Any) -> str:
+    """A Redis URL whose options redis-py accepts: checked by building (not opening) the connection it
+    describes, so a misspelt or out-of-range option is a usage error now, not a traceback at the first
+    command (or a turn half written)."""
+    url = _url(name, raw, REDIS_SCHEMES)
+    scheme, rest = url.split("://", 1)
+    cluster = scheme.lower().endswith("+cluster")
+    plain = scheme.lower().removesuffix("+cluster") + "://" + rest
+    shown = redact_url(url)
+    import redis
+    from redis.cluster import cleanup_kwargs
+    from redis.connection import ConnectionPool, parse_url
+
+    try:
+        options = parse_url(plain)
+        for option, least in _REDIS_MINIMUMS.items():
+            value = options.get(option)
+            if value is not None and not (math.isfinite(value) and value >= least):
+                raise ValueError(f"{option} must be at least {least}, got {value}")
+        if cluster and options.get("db", 0) != 0:
+            raise ValueError("a cluster has only database 0")
+        ConnectionPool(**(cleanup_kwargs(**options) if cluster else options)).make_connection()
+    except TypeError as exc:
+        unknown = re.search(r"keyword argument '(\w+)'", str(exc))
+        option = unknown.group(1) if unknown else str(exc)
+        hint = "; ssl_* options need rediss://" if option.startswith("ssl_") and scheme.lower() != "rediss" else ""
+        raise UsageError(f"{name} ({shown}): unknown option {option!r}{hint}") from None
+    except (ValueError, redis.RedisError) as exc:
+        raise UsageError(f"{name} ({shown}): {exc}") from None
+    return url
+
+
 _CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "api_key": _text,
-    "base_url": _text,
+    "base_url": _base_url,
     "model": _text,
-    "redis_url": _text,
-    "key_prefix": lambda _n, raw: str(raw),
-    "max_history_tokens": _positive_int,
-    "timeout": _positive_float,
-    "ttl": _positive_int,
+    "redis_url": _redis_url,
+    "key_prefix": _key_prefix,
+    "max_history_tokens": _positive_int(MAX_HISTORY_TOKENS),
+    "timeout": _seconds,
+    "ttl": _positive_int(MAX_TTL),
 }
+# Settings whose empty value in the environment or .env is refused, not read as "unset": an empty key prefix
+# is a dangerous value, not the absence of one.
+_EMPTY_IS_A_VALUE = frozenset({"key_prefix"})
 
 
 def _read_dotenv(cwd: Path) -> dict[str, str]:
@@ -109,17 +232,26 @@ def _read_dotenv(cwd: Path) -> dict[str, str]:
         return {}
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(read_text(path))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def _given(values: Mapping[str, str], var: str, name: str) -> bool:
+    """Whether `var` sets setting `name`: an empty variable counts as unset, except where empty is refused."""
+    value = values.get(var)
+    return value is not None and (value != "" or name in _EMPTY_IS_A_VALUE)
 
 
 def load_settings(
@@ -146,16 +278,16 @@ def load_settings(
         label = env_names[0]
         raw: Any = None
         if name in flags:
-            raw, where = flags[name], "flag"
+            raw, where, label = flags[name], "flag", "--" + name.replace("_", "-")
         else:
             where = "default"
             for var in env_names:
-                if env.get(var):
+                if _given(env, var, name):
                     raw, where, label = env[var], f"env:{var}", var
                     break
             else:
                 for var in env_names:
-                    if dotenv.get(var):
+                    if _given(dotenv, var, name):
                         raw, where, label = dotenv[var], f".env:{var}", var
                         break
                 else:
