@@ -48,7 +48,10 @@ def redis_check(settings: Settings) -> Check:
     from chatcli import redis_server
 
     if not settings.redis_url:
-        status = redis_server.embedded_status(settings.home)
+        try:
+            status = redis_server.embedded_status(settings.home)
+        except ChatcliError as exc:  # an unsafe socket directory, say
+            return Check(False, "redis", str(exc))
         if status.running:
             return Check(True, "redis", f"embedded server ({status.socket}), Redis {status.version}")
         if status.binary:

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import ssl
+import stat
 import subprocess
 import tempfile
 import time
@@ -197,8 +198,41 @@ def socket_path(home: Path) -> Path:
     if len(str(preferred).encode()) <= MAX_SOCKET_PATH:
         return preferred
     digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
-    short_dir = Path(tempfile.gettempdir()) / f"chatcli-{os.getuid()}"
-    return short_dir / f"{digest}.sock"
+    return short_socket_dir() / f"{digest}.sock"
+
+
+def short_socket_dir() -> Path:
+    """`$TMPDIR/chatcli-<uid>`, created 0700; StorageError when it exists and is not the user's alone.
+
+    Whoever can write to that directory can put a socket of theirs in it and read every turn sent to it."""
+    path = Path(tempfile.gettempdir()) / f"chatcli-{os.getuid()}"
+    old_umask = os.umask(0o077)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"cannot create the socket directory {path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
+    info = os.lstat(path)
+    problem = None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "it is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "it is not a directory"
+    elif info.st_uid != os.getuid():
+        problem = f"it belongs to uid {info.st_uid}, not to you"
+    elif info.st_mode & 0o022:
+        problem = f"others can write to it (mode {stat.S_IMODE(info.st_mode):04o})"
+    if problem:
+        raise StorageError(
+            f"the embedded server's socket directory {path} is not safe to use ({problem}): remove it, "
+            "or set CHATCLI_HOME to a shorter path so the socket lives under it"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # the user's own: only read/search bits for others, taken away
+    return path
 
 
 def _private_dir(path: Path) -> None:

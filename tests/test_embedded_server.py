@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from chatcli.redis_server import socket_path, stop_embedded
+from chatcli.errors import StorageError
+from chatcli.redis_server import short_socket_dir, socket_path, stop_embedded
 
 
 @pytest.fixture
@@ -148,3 +151,88 @@ def test_the_embedded_server_keeps_the_binary_that_wrote_its_data(cli, model, em
     assert "echo: hi" in result.stdout
     assert embedded_binary(embedded) == first
     assert f"binary:          {first}" in cli.run("server", "status").stdout
+
+
+# -- the short socket directory under $TMPDIR ---------------------------------------------------------
+
+
+@pytest.fixture
+def tmpdir_root(monkeypatch, tmp_path) -> Path:
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(root))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    return root
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_the_short_socket_dir_is_created_private(tmpdir_root):
+    made = short_socket_dir()
+    assert made == tmpdir_root / f"chatcli-{os.getuid()}"
+    assert made.is_dir() and mode_of(made) == 0o700 and made.stat().st_uid == os.getuid()
+    assert short_socket_dir() == made  # and used again as it is
+
+
+def test_an_own_short_socket_dir_others_can_only_read_is_made_private(tmpdir_root):
+    own = tmpdir_root / f"chatcli-{os.getuid()}"
+    own.mkdir()
+    own.chmod(0o755)
+    assert short_socket_dir() == own and mode_of(own) == 0o700
+
+
+def refused(tmpdir_root: Path) -> str:
+    with pytest.raises(StorageError) as caught:
+        short_socket_dir()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(tmpdir_root / f"chatcli-{os.getuid()}") in message
+    assert "CHATCLI_HOME" in message and "remove it" in message
+    return message
+
+
+def test_a_world_writable_short_socket_dir_is_refused(tmpdir_root):
+    planted = tmpdir_root / f"chatcli-{os.getuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)
+    assert "others can write to it" in refused(tmpdir_root)
+    assert mode_of(planted) == 0o777  # left as it was found
+
+
+def test_a_short_socket_dir_owned_by_another_user_is_refused(tmpdir_root):
+    planted = tmpdir_root / f"chatcli-{os.getuid()}"
+    planted.mkdir(mode=0o700)
+    os.chown(planted, 65534, 65534)
+    assert "belongs to uid 65534" in refused(tmpdir_root)
+
+
+def test_a_short_socket_dir_that_is_a_symlink_is_refused(tmpdir_root):
+    target = tmpdir_root / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmpdir_root / f"chatcli-{os.getuid()}").symlink_to(target)
+    assert "symbolic link" in refused(tmpdir_root)
+
+
+def test_a_deep_home_with_a_planted_socket_dir_fails_with_one_line(cli, model, monkeypatch, tmp_path, tmpdir_root):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.delenv("CHATCLI_REDIS_URL")
+    monkeypatch.setenv("CHATCLI_HOME", str(deep))
+    planted = tmpdir_root / f"chatcli-{os.getuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)
+    try:
+        for command in (["sessions", "list"], ["ask", "-s", "deep", "hi"], ["server", "status"]):
+            result = cli.run(*command)
+            assert result.returncode == 3, (command, result.stderr)
+            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+            assert str(planted) in result.stderr and "not safe to use" in result.stderr
+        assert list(planted.iterdir()) == []  # no socket was made there
+        assert model.requests == []  # nothing was sent to the model either
+        doctor = cli.run("doctor")
+        assert doctor.returncode == 1 and "not safe to use" in doctor.stdout and "Traceback" not in doctor.stderr
+    finally:  # had one been started there, it must not outlive the test
+        for pid in redis_processes_for(planted):
+            os.kill(pid, signal.SIGKILL)
