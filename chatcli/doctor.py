@@ -54,6 +54,13 @@ def redis_check(settings: Settings) -> Check:
             return Check(False, "redis", str(exc))
         if status.running:
             return Check(True, "redis", f"embedded server ({status.socket}), Redis {status.version}")
+        if status.not_answering:
+            return Check(
+                False,
+                "redis",
+                f"embedded server (pid {status.pid or 'unknown'}) running but not answering ({status.not_answering}); "
+                "`chatcli server stop` ends it",
+            )
         if status.binary:
             return Check(True, "redis", f"embedded server not running; starts on first use ({status.binary})")
         return Check(False, "redis", "no CHATCLI_REDIS_URL and no redis-server binary to run an embedded server")
