@@ -774,8 +774,9 @@ def server_status() -> None:
         render.print_notice(
             console, f"CHATCLI_REDIS_URL is set ({redact_url(settings.redis_url)}): the embedded server is not used"
         )
+    state = "running" if status.running else "running but not answering" if status.not_answering else "stopped"
     lines = [
-        f"embedded server: {'running' if status.running else 'stopped'}",
+        f"embedded server: {state}",
         f"socket:          {status.socket}",
         f"data:            {status.data_dir}",
         f"binary:          {status.binary or 'none found (install redis-server)'}",
@@ -786,8 +787,15 @@ def server_status() -> None:
             f"version:         {status.version}",
             f"keys:            {status.keys}",
         ]
+    if status.not_answering:
+        lines += [
+            f"pid:             {status.pid or 'unknown'}",
+            f"problem:         {status.not_answering}; `chatcli server stop` ends it",
+        ]
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if status.not_answering:
+        raise typer.Exit(int(ExitCode.STORAGE))
     if not status.running:
         raise typer.Exit(int(ExitCode.ERROR) if status.binary is None else 0)
 
@@ -795,7 +803,7 @@ def server_status() -> None:
 @server_app.command("stop")
 @handle_errors
 def server_stop() -> None:
-    """Stop the embedded redis-server (its data stays on disk; the next command starts it again)."""
+    """Stop the embedded redis-server, answering or not (its data stays on disk; the next command starts it)."""
     from chatcli import redis_server
 
     settings = settings_for()

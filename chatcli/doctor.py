@@ -48,9 +48,19 @@ def redis_check(settings: Settings) -> Check:
     from chatcli import redis_server
 
     if not settings.redis_url:
-        status = redis_server.embedded_status(settings.home)
+        try:
+            status = redis_server.embedded_status(settings.home)
+        except ChatcliError as exc:  # an unsafe socket directory, say
+            return Check(False, "redis", str(exc))
         if status.running:
             return Check(True, "redis", f"embedded server ({status.socket}), Redis {status.version}")
+        if status.not_answering:
+            return Check(
+                False,
+                "redis",
+                f"embedded server (pid {status.pid or 'unknown'}) running but not answering ({status.not_answering}); "
+                "`chatcli server stop` ends it",
+            )
         if status.binary:
             return Check(True, "redis", f"embedded server not running; starts on first use ({status.binary})")
         return Check(False, "redis", "no CHATCLI_REDIS_URL and no redis-server binary to run an embedded server")

@@ -2,6 +2,8 @@
 
 The embedded server listens only on a unix socket under CHATCLI_HOME (no TCP port), keeps its data
 there with AOF on, and is daemonised: it outlives the command that started it (`chatcli server stop`).
+It holds a lock on its data dir while it lives, so a server that does not answer is reported, never
+doubled by a second one on the same data.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import signal
+import socket
 import ssl
+import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +70,9 @@ def connect(settings: Settings) -> Connection:
         finally:
             probe.close()
         return Connection(client_for_url(url), where, embedded=False)
-    socket_path = ensure_embedded(settings.home)
-    where = f"embedded server ({socket_path})"
-    client = redis.Redis(unix_socket_path=str(socket_path), **_client_options())
+    sock = ensure_embedded(settings.home)
+    where = f"embedded server ({sock})"
+    client = embedded_client(sock)
     _probe(client, where, hint="try `chatcli server stop`, then run the command again")
     return Connection(client, where, embedded=True)
 
@@ -88,8 +93,7 @@ def offline_connection(settings: Settings) -> Connection:
             plain = ("rediss" if scheme.lower().startswith("rediss") else "redis") + "://" + rest
             return Connection(redis.Redis.from_url(plain, **_client_options()), where, embedded=False)
     sock = socket_path(settings.home)
-    client = redis.Redis(unix_socket_path=str(sock), **_client_options())
-    return Connection(client, f"embedded server ({sock})", embedded=True)
+    return Connection(embedded_client(sock), f"embedded server ({sock})", embedded=True)
 
 
 def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
@@ -167,6 +171,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 # -- the embedded server ----------------------------------------------------------------------------
+#
+# Two locks under the data dir. `start.lock` is held only while a command checks, starts or stops the server,
+# so two commands starting at once start one server. `server.lock` is held by the server itself for its whole
+# life: the starter takes it, hands the open file to redis-server (`pass_fds`; daemonising keeps it open), then
+# closes its own copy. A server that is paused, busy or out of disk still holds it, so a command that gets no
+# answer never starts a second server on the same data (which would hide what the first one stored).
 
 
 def find_binary() -> str | None:
@@ -184,6 +194,10 @@ def find_binary() -> str | None:
 
 
 BINARY_RECORD = "binary"  # under the data dir: the redis-server that wrote the data
+SERVER_LOCK = "server.lock"  # under the data dir: held by the running server
+PIDFILE = "redis.pid"
+PING_TIMEOUT = 2.0  # seconds a healthy server has to answer PING before it counts as not answering
+STOP_TIMEOUT = 10.0  # seconds a server has to exit after SHUTDOWN or SIGTERM, then again after SIGKILL
 
 
 def embedded_binary(home: Path) -> str | None:
@@ -209,8 +223,41 @@ def socket_path(home: Path) -> Path:
     if len(str(preferred).encode()) <= MAX_SOCKET_PATH:
         return preferred
     digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
-    short_dir = Path(tempfile.gettempdir()) / f"chatcli-{os.getuid()}"
-    return short_dir / f"{digest}.sock"
+    return short_socket_dir() / f"{digest}.sock"
+
+
+def short_socket_dir() -> Path:
+    """`$TMPDIR/chatcli-<uid>`, created 0700; StorageError when it exists and is not the user's alone.
+
+    Whoever can write to that directory can put a socket of theirs in it and read every turn sent to it."""
+    path = Path(tempfile.gettempdir()) / f"chatcli-{os.getuid()}"
+    old_umask = os.umask(0o077)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"cannot create the socket directory {path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
+    info = os.lstat(path)
+    problem = None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "it is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "it is not a directory"
+    elif info.st_uid != os.getuid():
+        problem = f"it belongs to uid {info.st_uid}, not to you"
+    elif info.st_mode & 0o022:
+        problem = f"others can write to it (mode {stat.S_IMODE(info.st_mode):04o})"
+    if problem:
+        raise StorageError(
+            f"the embedded server's socket directory {path} is not safe to use ({problem}): remove it, "
+            "or set CHATCLI_HOME to a shorter path so the socket lives under it"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # the user's own: only read/search bits for others, taken away
+    return path
 
 
 def _private_dir(path: Path) -> None:
@@ -219,18 +266,128 @@ def _private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def _answers(sock: Path) -> bool:
-    if not sock.exists():
-        return False
-    client = redis.Redis(
-        unix_socket_path=str(sock), socket_connect_timeout=0.5, socket_timeout=2, retry=Retry(NoBackoff(), 0)
-    )
+def _ask_ping(conn: socket.socket) -> str | None:
+    """Send PING on a connected socket: None when PONG comes back, else why not (a few words)."""
     try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
+        conn.sendall(b"PING\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                return "it closed the connection"
+            reply += chunk
+    except TimeoutError:
+        return f"no answer to PING within {conn.gettimeout():g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if reply.startswith(b"+PONG"):
+        return None
+    text = reply.decode("utf-8", "replace").strip().lstrip("-+")
+    return text.split(". ", 1)[0] or "an empty reply"  # MISCONF's reply goes on for five sentences
+
+
+NO_LISTENER = ("no socket", "nothing listens on the socket")  # what _ping says when no server is there
+
+
+def _ping(sock: Path, timeout: float = PING_TIMEOUT) -> str | None:
+    """None when the server on `sock` answers PING within `timeout`, else why not (a few words)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(timeout)
+    try:
+        conn.connect(str(sock))
+    except FileNotFoundError:
+        return NO_LISTENER[0]
+    except ConnectionRefusedError:
+        return NO_LISTENER[1]
+    except TimeoutError:
+        return f"no connection within {timeout:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        return _ask_ping(conn)
     finally:
-        client.close()
+        conn.close()
+
+
+def _answers(sock: Path) -> bool:
+    return _ping(sock) is None
+
+
+class _AnsweringConnection(redis.UnixDomainSocketConnection):
+    """A connection to the embedded server that is made only when the server answers PING (PROBE_TIMEOUT).
+
+    A paused server still accepts connections (the kernel queues them) and keeps what is sent to it: a turn
+    written there would be stored whenever the server resumes, after this command gave up and spooled it."""
+
+    def _connect(self) -> socket.socket:
+        conn: socket.socket = super()._connect()
+        conn.settimeout(PROBE_TIMEOUT)
+        problem = _ask_ping(conn)
+        if problem is not None:
+            conn.close()
+            raise OSError(f"the embedded server does not answer ({problem})")
+        conn.settimeout(self.socket_timeout)
+        return conn
+
+
+def embedded_client(sock: Path, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
+    """A client of the embedded server whose every new connection first checks that the server answers."""
+    options = {**_client_options(), "socket_timeout": socket_timeout}
+    pool = redis.ConnectionPool(connection_class=_AnsweringConnection, path=str(sock), **options)
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # close() closes the pool's connections too
+    return client
+
+
+def _server_pid(home: Path) -> int | None:
+    """The pid in the pidfile when that process holds this data dir's server lock (when /proc can tell)."""
+    try:
+        pid = int((data_dir(home) / PIDFILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    if not Path("/proc/self/fd").is_dir():  # no /proc (macOS): trust the pidfile the server wrote
+        return pid
+    try:
+        lock = os.stat(data_dir(home) / SERVER_LOCK)
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                held = fd.stat()
+                if (held.st_dev, held.st_ino) == (lock.st_dev, lock.st_ino):
+                    return pid
+    except OSError:  # no lock file, or that process is gone or another user's
+        return None
+    return None  # a stale pidfile: that pid is not our server (any more)
+
+
+def _take_server_lock(home: Path) -> int | None:
+    """An open fd holding the server lock, or None when a live server holds it. Call under _locked()."""
+    fd = os.open(data_dir(home) / SERVER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _server_alive(home: Path) -> bool:
+    """Whether a server holds the lock (it is alive, answering or not). Call under _locked()."""
+    fd = _take_server_lock(home)
+    if fd is None:
+        return True
+    os.close(fd)  # closing drops our lock; never LOCK_UN a description a server may share
+    return False
+
+
+def _not_answering(home: Path, sock: Path, problem: str) -> StorageUnavailable:
+    pid = _server_pid(home)
+    who = f"pid {pid}" if pid else f"pid unknown, see {data_dir(home) / PIDFILE}"
+    return StorageUnavailable(
+        f"the embedded server ({who}) is running but not answering on {sock} ({problem}): it may be paused, "
+        "busy or out of disk space; wait, or end it with `chatcli server stop` (its data stays on disk)"
+    )
 
 
 @contextlib.contextmanager
@@ -246,9 +403,12 @@ def _locked(home: Path) -> Iterator[None]:
 
 
 def ensure_embedded(home: Path) -> Path:
-    """Start chatcli's own redis-server unless it already runs; returns its socket path."""
+    """Start chatcli's own redis-server unless it already runs; returns its socket path.
+
+    StorageUnavailable when it runs but does not answer: a second server is never started on its data."""
     sock = socket_path(home)
-    if _answers(sock):
+    problem = _ping(sock)
+    if problem is None:
         return sock
     binary = embedded_binary(home)
     if binary is None:
@@ -257,68 +417,104 @@ def ensure_embedded(home: Path) -> Path:
             "redis-server (e.g. `apt-get install redis-server`, `brew install redis`) so chatcli can run its own"
         )
     with _locked(home):
-        if _answers(sock):  # another chatcli started it while we waited for the lock
-            return sock
-        directory = data_dir(home)
-        _private_dir(sock.parent)
-        with contextlib.suppress(FileNotFoundError):
-            sock.unlink()
-        fd = os.open(directory / BINARY_RECORD, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as record:
-            record.write(binary + "\n")
-        args = [
-            binary,
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(directory),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "yes",
-            "--pidfile", str(directory / "redis.pid"),
-            "--logfile", str(directory / "redis.log"),
-        ]  # fmt: skip
-        old_umask = os.umask(0o077)
-        try:
-            result = subprocess.run(args, capture_output=True, text=True, timeout=START_TIMEOUT, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise StorageError(f"cannot start redis-server ({binary}): {exc}") from None
-        finally:
-            os.umask(old_umask)
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise StorageError(
-                f"redis-server ({binary}) failed to start: {detail[-1] if detail else result.returncode}"
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if _answers(sock):
+        server_lock = _take_server_lock(home)
+        if server_lock is None:  # a server is alive: unhealthy, or started by another chatcli meanwhile
+            if problem in NO_LISTENER:
+                problem = _ping(sock)
+            if problem is None:
                 return sock
+            raise _not_answering(home, sock, problem)
+        if problem not in NO_LISTENER:  # something listened but holds no lock: an older chatcli's server?
+            problem = _ping(sock)  # asked again under the lock: `server stop` may have ended it meanwhile
+            if problem not in NO_LISTENER:  # replacing its socket would hide what it stored
+                os.close(server_lock)
+                if problem is None:
+                    return sock
+                raise _not_answering(home, sock, problem)
+        try:
+            _start(binary, data_dir(home), sock, server_lock)
+        finally:
+            os.close(server_lock)  # the server keeps the lock through its own copy of the open file
+        deadline = time.monotonic() + START_TIMEOUT
+        problem = _ping(sock)
+        while problem is not None:
+            if not _server_alive(home):  # it exited: its log says why
+                raise StorageError(f"redis-server ({binary}) exited at start: {_last_log_line(home)}")
+            if time.monotonic() > deadline:  # alive, still loading its data, say
+                raise _not_answering(home, sock, problem)
             time.sleep(0.01)
-        log = directory / "redis.log"
-        raise StorageError(f"redis-server did not answer on {sock} within {START_TIMEOUT:.0f} s; see {log}")
+            problem = _ping(sock)
+        return sock
+
+
+def _start(binary: str, directory: Path, sock: Path, server_lock: int) -> None:
+    """Run redis-server daemonised, handing it the open server lock; returns once it has forked."""
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()  # no server holds the lock: a socket left there is stale
+    fd = os.open(directory / BINARY_RECORD, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as record:
+        record.write(binary + "\n")
+    args = [
+        binary,
+        "--port", "0",
+        "--unixsocket", str(sock),
+        "--unixsocketperm", "700",
+        "--dir", str(directory),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--daemonize", "yes",
+        "--pidfile", str(directory / PIDFILE),
+        "--logfile", str(directory / "redis.log"),
+    ]  # fmt: skip
+    old_umask = os.umask(0o077)
+    try:
+        result = subprocess.run(
+            args, capture_output=True, text=True, timeout=START_TIMEOUT, check=False, pass_fds=(server_lock,)
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise StorageError(f"cannot start redis-server ({binary}): {exc}") from None
+    finally:
+        os.umask(old_umask)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise StorageError(f"redis-server ({binary}) failed to start: {detail[-1] if detail else result.returncode}")
+
+
+def _last_log_line(home: Path) -> str:
+    log = data_dir(home) / "redis.log"
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return f"{lines[-1].strip()} (see {log})" if lines else f"see {log}"
 
 
 @dataclass
 class EmbeddedStatus:
-    running: bool
+    running: bool  # it answers
     socket: Path
     data_dir: Path
     pid: int | None = None
     version: str | None = None
     keys: int | None = None
     binary: str | None = None
+    not_answering: str | None = None  # why, when a server holds the data dir but does not answer
 
 
 def embedded_status(home: Path) -> EmbeddedStatus:
     sock = socket_path(home)
     status = EmbeddedStatus(running=False, socket=sock, data_dir=data_dir(home), binary=embedded_binary(home))
     if not _answers(sock):
-        return status
-    client = redis.Redis(
-        unix_socket_path=str(sock), socket_connect_timeout=1, socket_timeout=5, retry=Retry(NoBackoff(), 0)
-    )
+        if not data_dir(home).is_dir():
+            return status
+        with _locked(home):  # asked again under the lock: another command may have started it meanwhile
+            problem = _ping(sock)
+            if problem is not None:
+                if _server_alive(home):
+                    status.not_answering, status.pid = problem, _server_pid(home)
+                return status
+    client = embedded_client(sock, socket_timeout=5)
     try:
         info = client.info()
         status.running = True
@@ -333,16 +529,51 @@ def embedded_status(home: Path) -> EmbeddedStatus:
 
 
 def stop_embedded(home: Path) -> bool:
-    """Stop the embedded server (its AOF keeps the data). False when it was not running."""
-    sock = socket_path(home)
-    if not _answers(sock):
+    """Stop the embedded server (its AOF keeps the data). False when it was not running.
+
+    One that answers gets SHUTDOWN; one that does not (paused, busy) gets SIGTERM, then SIGKILL after
+    STOP_TIMEOUT, and only when the pidfile names the process that holds this data dir's server lock."""
+    if not data_dir(home).is_dir():
         return False
-    client = redis.Redis(
-        unix_socket_path=str(sock), socket_connect_timeout=1, socket_timeout=10, retry=Retry(NoBackoff(), 0)
-    )
-    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, OSError):
-        client.shutdown()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _answers(sock):
+    sock = socket_path(home)
+    with _locked(home):
+        if _answers(sock):
+            client = embedded_client(sock)
+            with contextlib.suppress(redis.RedisError, OSError):
+                client.shutdown()  # the server closes the connection as it exits
+            client.close()
+            # a server from before the server lock existed holds none: wait for it to stop answering
+            if _wait(lambda: not _server_alive(home) and not _answers(sock), STOP_TIMEOUT):
+                return True
+        if not _server_alive(home):
+            if _ping(sock) in NO_LISTENER:
+                return False
+            raise StorageError(
+                f"a process listens on {sock} but holds no lock on {data_dir(home)} (a server an older chatcli "
+                f"started?) and did not stop: end it yourself, its pidfile is {data_dir(home) / PIDFILE}"
+            )
+        pid = _server_pid(home)
+        if pid is None:
+            raise StorageError(
+                f"the embedded server holds {data_dir(home) / SERVER_LOCK} but its pidfile does not name it: "
+                f"find its process (it has {data_dir(home)} open) and end it"
+            )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # Redis shuts down cleanly on SIGTERM: the AOF is fsynced
+            os.kill(pid, signal.SIGCONT)  # a stopped (SIGSTOP) process handles SIGTERM only once continued
+        if _wait(lambda: not _server_alive(home), STOP_TIMEOUT):
+            return True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if _wait(lambda: not _server_alive(home), STOP_TIMEOUT):
+            return True
+        raise StorageError(f"the embedded server (pid {pid}) did not exit after SIGKILL")
+
+
+def _wait(done: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.02)
     return True
