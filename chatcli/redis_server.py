@@ -117,6 +117,13 @@ def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
         raise StorageError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
     except RedisClusterException as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, redis.exceptions.NoPermissionError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # an ACL user without CLUSTER SLOTS: redis-py says "Cluster mode is not enabled"
+            raise StorageError(
+                f"Redis at {redact_url(url)}: {cause}; a cluster client needs CLUSTER SLOTS (ACL: +cluster|slots)"
+            ) from None
         if "Cluster mode is not enabled" in reason:  # a plain Redis at a cluster URL: a setting to fix
             raise StorageError(f"Redis at {redact_url(url)} is not a cluster: use redis:// for it") from None
         # no node could be reached to ask for the slot map: the cluster is down, like a dead single node
