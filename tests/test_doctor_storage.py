@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from chatcli.redis_server import stop_embedded
+from chatcli.redis_server import socket_path, stop_embedded
 from tests.conftest import RedisClusterProcesses, RedisProcess, start_redis
 from tests.terminal import Terminal
 from tests.test_doctor_config import lines
@@ -223,8 +223,15 @@ def test_a_running_embedded_server_is_tested_like_any_redis(cli, model, monkeypa
         code, found = doctor(cli)
         assert code == 0 and "embedded server not running; starts on first use" in found["redis"]
         assert cli("ask", "-s", "e", "hi").exit_code == 0  # starts it
+        embedded = redis.Redis(unix_socket_path=str(socket_path(home)))
+        keys = sorted(embedded.keys("*"))
+        embedded.config_resetstat()
         code, found = doctor(cli)
         assert code == 0, found
+        calls = embedded.info("commandstats")
+        assert {"cmdstat_lpush", "cmdstat_hset", "cmdstat_zadd", "cmdstat_eval", "cmdstat_del"} <= set(calls)
+        assert sorted(embedded.keys("*")) == keys
+        embedded.close()
         assert (
             found["redis"].startswith("ok embedded server (")
             and "a test turn was written and removed" in found["redis"]
