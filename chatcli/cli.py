@@ -613,8 +613,9 @@ def doctor(
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
 ) -> None:
-    """Check the setup, one line each: settings and where they came from, Redis, the model endpoint,
-    the model and the API key. Exit code 1 when any check fails."""
+    """Check the setup, one line each: settings and where they came from, CHATCLI_HOME writable, Redis (a
+    test turn written and removed as your Redis user), the model endpoint, the model and the API key.
+    Exit code 1 when any check fails."""
     from chatcli import doctor as checks
 
     try:

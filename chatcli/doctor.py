@@ -1,19 +1,28 @@
 """`chatcli doctor`: one line per check. Imports neither LangChain nor the OpenAI client (httpx only).
 
 Checks: every setting and where it came from (flag, env, .env, config.toml, default; secrets masked, Redis
-URLs redacted), Redis reachable (URL or embedded, server version), the model endpoint reachable and the
-model known (GET {base_url}/models), the API key present.
+URLs redacted), CHATCLI_HOME writable, Redis reachable and usable the way chatcli uses it (a write probe
+on scratch keys of chatcli's layout: a turn's MULTI/EXEC, then every command chatcli sends, each on its own,
+so that each refused command or key is named; nothing is left behind), the model endpoint reachable and
+the model known (GET {base_url}/models), the API key present.
 URLs are shown through settings.redact_url: no password, no secret query parameter.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import secrets
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from chatcli.errors import ChatcliError
+from chatcli.files import private_dir
 from chatcli.settings import Settings, mask_secret, redact_url
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -26,6 +35,35 @@ class Check:
     detail: str
 
 
+PROBE_ID = "__chatcli_doctor__"  # scratch session ids: PROBE_ID + random hex
+PROBE_TTL = 60  # seconds: the scratch keys expire even when the clean-up is refused
+WRITES = "chatcli keeps its spool, input history and embedded server data there"
+
+
+def home_check(settings: Settings) -> Check:
+    """CHATCLI_HOME can be created (when missing) and written: a temporary file is made and removed, and
+    the directories made for the test are removed again."""
+    home = settings.home
+    shown = f"{home}  [{settings.sources.get('home', 'default')}]"
+    missing = []
+    current = home
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    try:
+        private_dir(home)
+        fd, scratch = tempfile.mkstemp(dir=home, prefix=".chatcli-doctor-")
+        os.close(fd)
+        os.unlink(scratch)
+    except OSError as exc:
+        return Check(False, "home", f"{shown}: cannot be written ({exc.strerror or exc}); {WRITES}")
+    finally:
+        for directory in missing:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+    return Check(True, "home", shown)
+
+
 def setting_checks(settings: Settings) -> list[Check]:
     shown: dict[str, Callable[[Any], str]] = {
         "api_key": mask_secret,
@@ -34,7 +72,7 @@ def setting_checks(settings: Settings) -> list[Check]:
         "ttl": lambda v: f"{v} s" if v else "(not set: sessions live forever)",
         "timeout": lambda v: f"{v:g} s",
     }
-    checks = [Check(True, "home", f"{settings.home}  [{settings.sources.get('home', 'default')}]")]
+    checks = [home_check(settings)]
     for name in ("api_key", "base_url", "model", "redis_url", "key_prefix", "max_history_tokens", "timeout", "ttl"):
         value = getattr(settings, name)
         text = shown.get(name, repr)(value)
@@ -43,17 +81,24 @@ def setting_checks(settings: Settings) -> list[Check]:
 
 
 def redis_check(settings: Settings) -> Check:
+    """Redis answers and chatcli can use it: the server at the URL, or the embedded one if it runs (one that
+    does not run yet is started by the first command that needs it). INFO gives the version where the user
+    may run it; a user that may not is not a failure."""
     from redis.cluster import RedisCluster
 
     from chatcli import redis_server
 
-    if not settings.redis_url:
+    if settings.redis_url:
+        try:
+            conn = redis_server.connect(settings)
+        except ChatcliError as exc:
+            return Check(False, "redis", str(exc))
+        version = server_version(conn.client)
+    else:
         try:
             status = redis_server.embedded_status(settings.home)
         except ChatcliError as exc:  # an unsafe socket directory, say
             return Check(False, "redis", str(exc))
-        if status.running:
-            return Check(True, "redis", f"embedded server ({status.socket}), Redis {status.version}")
         if status.not_answering:
             return Check(
                 False,
@@ -61,24 +106,144 @@ def redis_check(settings: Settings) -> Check:
                 f"embedded server (pid {status.pid or 'unknown'}) running but not answering ({status.not_answering}); "
                 "`chatcli server stop` ends it",
             )
-        if status.binary:
-            return Check(True, "redis", f"embedded server not running; starts on first use ({status.binary})")
-        return Check(False, "redis", "no CHATCLI_REDIS_URL and no redis-server binary to run an embedded server")
+        if not status.running:
+            if status.binary:
+                return Check(True, "redis", f"embedded server not running; starts on first use ({status.binary})")
+            return Check(False, "redis", "no CHATCLI_REDIS_URL and no redis-server binary to run an embedded server")
+        conn = redis_server.offline_connection(settings)  # its socket; never starts a server
+        version = status.version
+    cluster = isinstance(conn.client, RedisCluster)
+    shape = f"Redis Cluster, {len(conn.client.get_primaries())} primaries, " if cluster else ""
     try:
-        conn = redis_server.connect(settings)
+        problem = storage_problem(conn.client, settings.key_prefix)
     except ChatcliError as exc:
-        return Check(False, "redis", str(exc))
-    try:
-        info = conn.client.info("server")
-        version = info.get("redis_version", "?")
-        if isinstance(conn.client, RedisCluster):
-            primaries = len(conn.client.get_primaries())
-            return Check(True, "redis", f"{conn.where}: Redis Cluster, {primaries} primaries, Redis {version}")
-        return Check(True, "redis", f"{conn.where}: Redis {version}")
-    except Exception as exc:  # a reachable server that fails INFO (ACLs) is still a failed check
-        return Check(False, "redis", f"{conn.where} answered PING but not INFO: {exc}")
+        problem = str(exc)
     finally:
         conn.client.close()
+    if problem:
+        return Check(False, "redis", f"{conn.where}: {problem}")
+    shown = f"Redis {version}" if version else "Redis (version not shown: this user may not run INFO)"
+    return Check(True, "redis", f"{conn.where}: {shape}{shown}; a test turn was written and removed")
+
+
+def server_version(client: Any) -> str | None:
+    import redis
+
+    try:
+        info = client.info("server")
+    except redis.RedisError:  # INFO is @dangerous: a least-privilege user may not run it
+        return None
+    return str(info.get("redis_version") or "") or None
+
+
+def storage_problem(client: Any, prefix: str) -> str | None:
+    """None when chatcli can work on this Redis, else why not, in one line.
+
+    Writes a scratch session `<prefix>__chatcli_doctor__<random>` in chatcli's layout (chatcli.keys): first a
+    turn with the very command chatcli writes one with (SessionStore.turn_command: the turn script, which on a
+    single node also updates the index), then every command chatcli sends, each on its own (one pipeline), so
+    that each refused command (ACL category) or key (ACL key pattern) is named; the last of them delete the
+    scratch keys and the index row. The keys expire after PROBE_TTL seconds even when the clean-up is refused.
+    A read-only replica, a full disk (MISCONF), maxmemory (OOM) fail the first write and are named.
+    """
+    import redis
+
+    from chatcli import exporting
+    from chatcli.keys import glob_escape
+    from chatcli.records import TurnRecord
+    from chatcli.redis_errors import reply_code
+    from chatcli.store import SessionStore
+
+    store = SessionStore(client, prefix)
+    session = PROBE_ID + secrets.token_hex(6)
+    lkey, mkey, tkey = store.keys.of_session(session)
+    ikey = store.keys.index
+    shown = dict(zip((lkey, mkey, tkey, ikey), (*store.keys.of_session("<id>"), ikey), strict=True))
+    now = time.time()
+    message = {"type": "human", "data": {"type": "human", "content": "chatcli doctor"}}
+    entry = exporting.encode_entry(message)
+    denied: dict[str, set[str]] = {}  # key as shown ("" for the command itself) -> refused commands
+    failures: list[str] = []
+
+    def refused(command: str, key: str | None, exc: Exception) -> None:
+        """Note what failed. key None: the turn, whose refused keys the single commands name."""
+        if isinstance(exc, redis.exceptions.NoScriptError):
+            return  # EVALSHA of a script the server does not know: the user may run it
+        reason = str(exc).rsplit("caused error: ", 1)[-1].splitlines()[0]
+        if isinstance(exc, redis.exceptions.ReadOnlyError) or reply_code(exc) == "READONLY":  # in a script: 6.2
+            failures.insert(0, "the server is a read-only replica: point CHATCLI_REDIS_URL at the primary")
+        elif isinstance(exc, redis.exceptions.NoPermissionError):
+            named = re.search(r"'([^']+)' command", reason)
+            if named or "command" in reason:
+                denied.setdefault("", set()).add(named.group(1).upper() if named else command)
+            elif key is not None:
+                denied.setdefault(shown.get(key, key), set()).add(command)
+        elif "user executing the script" in reason:  # a command the script runs is refused
+            denied.setdefault("", set()).add(f"the commands of chatcli's turn script ({command})")
+        elif isinstance(exc, redis.ResponseError):
+            failures.append(f"{command} failed: {reason}")
+        else:
+            failures.append(f"stopped answering during the write test: {reason}")
+
+    def turn() -> None:
+        record = TurnRecord(session, [message], meta={"title": "chatcli doctor"}, incr={"input_tokens": 0})
+        record.ttl = PROBE_TTL
+        client.execute_command(*store.turn_command(record))
+
+    calls: list[tuple[Any, ...]] = [
+        ("LPUSH", lkey, entry), ("EXPIRE", lkey, PROBE_TTL), ("RPUSH", lkey, entry), ("LRANGE", lkey, 0, 1),
+        ("LLEN", lkey), ("LINDEX", lkey, -1), ("PEXPIRE", lkey, PROBE_TTL * 1000), ("PTTL", lkey),
+        ("EXISTS", lkey), ("HSET", mkey, "updated", repr(now)), ("EXPIRE", mkey, PROBE_TTL),
+        ("HSETNX", mkey, "created", repr(now)), ("HINCRBY", mkey, "input_tokens", 0), ("HGET", mkey, "updated"),
+        ("HGETALL", mkey), ("EXISTS", mkey), ("ZADD", ikey, now, session), ("ZSCORE", ikey, session),
+        ("ZCARD", ikey), ("ZRANGE", ikey, 0, 0), ("ZREVRANGE", ikey, 0, 0), ("ZRANGEBYSCORE", ikey, "-inf", "(0"),
+        ("LREM", lkey, 1, entry), ("TYPE", lkey), ("SISMEMBER", tkey, "t"), ("SADD", tkey, "t"), ("SMEMBERS", tkey),
+        ("SREM", tkey, "t"), ("EXPIRE", tkey, PROBE_TTL), ("EVAL", "return 1", 1, lkey), ("EVALSHA", "0" * 40, 1, lkey),
+        ("ZREM", ikey, session), ("DEL", lkey), ("DEL", mkey), ("DEL", tkey),  # the clean-up, last
+    ]  # fmt: skip
+    cleaned = False
+    try:
+        try:
+            turn()
+        except redis.RedisError as exc:
+            refused("EVAL", None, exc)
+            if failures:  # a replica, a full disk, a dropped connection: the rest would say the same
+                return failures[0]
+        pipe = client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call)
+        results = pipe.execute(raise_on_error=False)
+        cleaned = True
+        for call, result in zip(calls, results, strict=True):
+            if isinstance(result, Exception):
+                refused(call[0], next(arg for arg in call if arg in shown), result)
+        try:
+            client.scan(match=glob_escape(lkey), count=10, _type="list")  # `sessions list --all`
+        except redis.RedisError as exc:
+            refused("SCAN", None, exc)
+        try:  # import, rename, fork and /undo: MULTI/EXEC under WATCH
+            with client.pipeline(transaction=True) as transaction:
+                transaction.watch(lkey)
+                transaction.multi()
+                transaction.exists(lkey)
+                transaction.execute()
+        except redis.RedisError as exc:
+            refused("WATCH", lkey, exc)
+    except redis.RedisError as exc:
+        refused("the write test", None, exc)
+    finally:
+        if not cleaned:
+            with contextlib.suppress(redis.RedisError):
+                for key in (lkey, mkey, tkey):
+                    client.delete(key)
+                client.zrem(ikey, session)
+    problems = failures[:1]  # after a refused write, the other writes fail the same way
+    if denied:
+        keys = "; ".join(f"{key} ({', '.join(sorted(commands))})" for key, commands in sorted(denied.items()) if key)
+        parts = [f"may not run {', '.join(sorted(denied['']))}"] if "" in denied else []
+        parts += [f"may not use the keys {keys}"] if keys else []
+        problems.append(f"this Redis user {' and '.join(parts)}; chatcli needs them (see the ACL rule in the README)")
+    return "; ".join(problems) or None
 
 
 def models_url(base_url: str) -> str:
@@ -128,5 +293,37 @@ def model_checks(settings: Settings) -> list[Check]:
     return [key, endpoint, Check(False, "model known", f"{settings.model} is not among the models {base} lists")]
 
 
+def spool_check(settings: Settings) -> Check:
+    """What waits in the local spool: fine when it is only for this Redis (the next command sends it), a
+    failure when turns wait for another Redis, were refused for good, or cannot be read (`chatcli spool`)."""
+    from chatcli import redis_server
+    from chatcli.spool import Spool
+
+    spool = Spool(settings.home)
+    if not spool.exists():
+        return Check(True, "spool", "empty: Redis has every turn")
+    try:
+        here = redis_server.where(settings)
+        rows = spool.rows()
+    except ChatcliError as exc:
+        return Check(False, "spool", str(exc))
+    mine = sum(r.state == "pending" and r.target == here for r in rows)
+    elsewhere: dict[str, int] = {}
+    for r in rows:
+        if r.state == "pending" and r.target != here:
+            elsewhere[r.target] = elsewhere.get(r.target, 0) + 1
+    aside = sum(r.state == "set_aside" for r in rows)
+    unreadable = sum(r.state == "unreadable" for r in rows)
+    parts = [f"{mine} turns wait for this Redis (the next command sends them)"] if mine else []
+    parts += [f"{n} turns wait for Redis at {target}" for target, n in sorted(elsewhere.items())]
+    parts += [f"{aside} turns Redis refused for good"] if aside else []
+    parts += [f"{unreadable} records cannot be read"] if unreadable else []
+    if not parts:
+        return Check(True, "spool", "empty: Redis has every turn")
+    attention = bool(elsewhere or aside or unreadable)
+    advice = "; `chatcli spool list` shows them, `chatcli spool send` writes them to this Redis" if attention else ""
+    return Check(not attention, "spool", "; ".join(parts) + advice)
+
+
 def run(settings: Settings) -> list[Check]:
-    return [*setting_checks(settings), redis_check(settings), *model_checks(settings)]
+    return [*setting_checks(settings), redis_check(settings), spool_check(settings), *model_checks(settings)]

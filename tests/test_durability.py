@@ -402,11 +402,14 @@ def test_every_command_says_when_turns_wait_for_another_redis_and_spool_send_wri
     assert listing.exit_code == 0
     assert f"1 spooled turns wait for Redis at {other}" in listing.stderr
     assert rdb.exists("message_store:away") == 0
+    doctor = cli("doctor")
+    assert doctor.exit_code == 1 and f"1 turns wait for Redis at {other}; `chatcli spool list`" in doctor.stdout
     sent = cli("spool", "send")
     assert sent.exit_code == 0, sent.stderr
     assert "1 written" in sent.stderr
     assert stored_turns(rdb, "away") == ["t1", "t1"]
     assert "wait for Redis" not in cli("sessions", "list").stderr
+    assert "empty: Redis has every turn" in cli("doctor").stdout
     listed = json.loads(cli("spool", "list", "--json").stdout)
     assert listed == {"records": []}
 
