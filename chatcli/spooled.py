@@ -137,6 +137,12 @@ class SpooledStore:
             return False
         return True
 
+    def remove_turn(self, session_id: str, turn_id: str) -> Any:
+        """The store's remove_turn, once the spool is sent: a spooled copy of the turn (one Redis took but did
+        not confirm) would otherwise bring it back after it was removed."""
+        self.flush()
+        return self.store.remove_turn(session_id, turn_id)
+
     def set_meta(self, session_id: str, **fields: str) -> None:
         self.save_turn(TurnRecord(session_id, [], meta=dict(fields)))
 
