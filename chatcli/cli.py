@@ -427,7 +427,9 @@ def history_import(
     meta = {"system": conversation.system} if conversation.system else {}
     store = open_store(settings_for(redis_url=redis_url))
     mode = "append" if append else "replace" if replace else "new"
-    store.import_session(session_id, conversation.entries, mode=mode, meta=meta)
+    from chatcli.transfers import import_session
+
+    import_session(store, session_id, conversation.entries, mode=mode, meta=meta)
     count = len(conversation.entries)
     done = f"imported {_plural(count, 'message')} into session {session_id}"
     if conversation.system:  # the file's leading system message(s): metadata, not list elements
@@ -560,7 +562,9 @@ def sessions_rename(
     """Rename a session (messages, metadata, place in the list)."""
     checked_id(old)
     checked_id(new)
-    count = open_store(settings_for(redis_url=redis_url)).copy_session(old, new, move=True)
+    from chatcli.transfers import copy_session
+
+    count = copy_session(open_store(settings_for(redis_url=redis_url)), old, new, move=True)
     render.print_notice(stderr_console(), f"renamed {old} to {new} ({_plural(count, 'message')})")
 
 
@@ -574,7 +578,9 @@ def sessions_fork(
     """Copy a session, to try another branch of the conversation without touching the original."""
     checked_id(session_id)
     checked_id(new)
-    count = open_store(settings_for(redis_url=redis_url)).copy_session(session_id, new)
+    from chatcli.transfers import copy_session
+
+    count = copy_session(open_store(settings_for(redis_url=redis_url)), session_id, new)
     render.print_notice(stderr_console(), f"forked {session_id} as {new} ({_plural(count, 'message')})")
 
 
