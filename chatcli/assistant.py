@@ -86,18 +86,32 @@ def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, A
     return kept
 
 
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold back SIGINT, SIGTERM and SIGHUP (delivered when the block ends): saving a turn is not cut short."""
+    """Hold back SIGINT, SIGTERM and SIGHUP while a turn is saved, and deliver them when it is: a save is never
+    cut in half. The Python handlers are swapped, not the thread's signal mask: in a process with other
+    threads the kernel hands a signal to any thread that does not block it, and Python runs the handler in the
+    main thread all the same."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        if signum not in caught:
+            caught.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in HELD_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in caught:
+            signal.raise_signal(signum)  # to the handler in force again
 
 
 class SessionHistory(BaseChatMessageHistory):

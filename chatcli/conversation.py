@@ -111,7 +111,7 @@ def show_turn(turn: Any, console: Console, err: Console) -> Any:
     stream = answer_stream(console)
     status = console.status("", spinner="dots") if console.is_terminal else None
     interrupts = DeferredInterrupt()
-    with interrupts.installed(), no_echo(sys.stdin):
+    with interrupts.installed(), no_echo(sys.stdin), render.notices_held():
         if status is not None:
             status.start()
         pieces = iter(turn)

@@ -6,10 +6,11 @@ control sequences removed); what is stored and what goes to a pipe is the raw te
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
@@ -64,8 +65,33 @@ def print_error(console: Console, message: str) -> None:
     console.print(Text(f"Error: {sanitize(scrub(message))}", style="bold red"), soft_wrap=True)
 
 
+_held_notices: list[tuple[Console, Text]] | None = None
+
+
 def print_notice(console: Console, message: str) -> None:
-    console.print(Text(sanitize(scrub(message)), style="dim"), soft_wrap=True)
+    """One notice line (dim); while an answer is drawn (`notices_held`), it waits until the answer is done."""
+    line = Text(sanitize(scrub(message)), style="dim")
+    if _held_notices is not None:
+        _held_notices.append((console, line))
+        return
+    console.print(line, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def notices_held() -> Iterator[None]:
+    """Notices printed meanwhile (storage telling it spooled a turn, say) come after the block: a line printed
+    under a live answer region would make the region draw the answer twice."""
+    global _held_notices
+    outer, _held_notices = _held_notices, []
+    try:
+        yield
+    finally:
+        held, _held_notices = _held_notices, outer
+        if outer is not None:
+            outer.extend(held)
+        else:
+            for console, line in held:
+                console.print(line, soft_wrap=True)
 
 
 # -- conversations ------------------------------------------------------------------------------------

@@ -431,3 +431,23 @@ def test_a_set_aside_turn_is_listed_exported_importable_and_sent_again_once_fixe
     assert cli("spool", "send", str(row["record"])).exit_code == 0
     assert stored_turns(rdb, "typed") == ["t1", "t1"]
     assert cli("spool", "send", "999").exit_code == 5
+
+
+def test_signals_are_held_while_a_turn_is_saved_even_with_other_threads_running():
+    """The kernel may hand a process signal to any thread: holding it must not depend on which one."""
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    delivered = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                delivered.append("saved")
+            for _ in range(100):
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join()
+    assert delivered == ["saved"]

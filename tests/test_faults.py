@@ -292,8 +292,8 @@ def test_files_under_chatcli_home_are_the_users_alone(cli, model, monkeypatch, t
         child.expect_exact("modes>")
         assert stop_embedded(home)
         child.sendline("again")
-        child.expect_exact("history is being spooled")
         child.expect_exact("echo: again")
+        child.expect_exact("history is being spooled")  # after the answer, not under it
         child.expect_exact("modes>")
         child.sendline("/undo")  # needs Redis: one line, and the REPL stays
         child.expect_exact("/undo: lost the connection to Redis")

@@ -341,3 +341,15 @@ def test_input_history_persists_across_processes_privately(term, model, home):
     t2.enter()
     t2.wait_prompt("ih2", 2)
     assert t2.text().count("echo: remember this line") == 1
+
+
+def test_with_redis_down_the_answer_is_drawn_once_and_the_spool_notice_follows_it(term, model, tmp_path):
+    from tests.conftest import free_port
+
+    t = term("chat", "-s", "down", CHATCLI_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    t.wait_prompt("down", 1)
+    t.enter("hello")
+    screen = t.wait_prompt("down", 2)
+    assert screen.count("echo: hello") == 1, screen
+    answer_at, notice_at = screen.index("echo: hello"), screen.index("history is being spooled")
+    assert answer_at < notice_at  # printed under a live answer it would draw the answer again
