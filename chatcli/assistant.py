@@ -110,8 +110,8 @@ def signals_held() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in caught:
-            signal.raise_signal(signum)  # to the handler in force again
+        for held in caught:
+            signal.raise_signal(held)  # to the handler in force again
 
 
 class SessionHistory(BaseChatMessageHistory):
