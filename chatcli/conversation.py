@@ -17,10 +17,15 @@ from rich.console import Console
 
 from chatcli import render
 from chatcli.errors import ChatcliError
+from chatcli.reasoning import Thought
 
 
-def answer_stream(console: Console, out: IO[str] | None = None) -> render.AnswerStream:
-    return render.MarkdownAnswer(console) if console.is_terminal else render.PlainAnswer(out or sys.stdout)
+def answer_stream(
+    console: Console, out: IO[str] | None = None, show_reasoning: bool = True, waiting: Any = None
+) -> render.AnswerStream:
+    if console.is_terminal:
+        return render.MarkdownAnswer(console, show_reasoning=show_reasoning, waiting=waiting)
+    return render.PlainAnswer(out or sys.stdout)
 
 
 class Terminated(KeyboardInterrupt):
@@ -108,8 +113,9 @@ def show_turn(turn: Any, console: Console, err: Console) -> Any:
     """Stream one answer (an assistant.Turn) to `console`. Ctrl-C stops the answer (what arrived is kept,
     shown and saved) and returns normally; model errors are raised after the partial answer is shown and
     saved; SIGTERM and SIGHUP raise Terminated once it is saved."""
-    stream = answer_stream(console)
     status = console.status("", spinner="dots") if console.is_terminal else None
+    settings = getattr(getattr(turn, "assistant", None), "settings", None)
+    stream = answer_stream(console, show_reasoning=getattr(settings, "show_reasoning", True), waiting=status)
     interrupts = DeferredInterrupt()
     with interrupts.installed(), no_echo(sys.stdin), render.notices_held():
         if status is not None:
@@ -117,11 +123,11 @@ def show_turn(turn: Any, console: Console, err: Console) -> Any:
         pieces = iter(turn)
         try:
             for piece in pieces:
-                with interrupts.drawing():
-                    if status is not None:
-                        status.stop()
-                        status = None
-                    stream.write(piece)
+                with interrupts.drawing():  # the stream stops the spinner when it draws
+                    if isinstance(piece, Thought):
+                        stream.think(piece)
+                    else:
+                        stream.write(piece)
         except KeyboardInterrupt:
             interrupts.raised = True
             pieces.close()  # the turn saves what it yielded, marked interrupted

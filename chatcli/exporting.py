@@ -7,6 +7,7 @@ Nothing here imports LangChain: the non-chat commands read and write these dicts
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -110,7 +111,41 @@ def markdown_blocks(session_id: str, entries: Iterable[dict[str, Any]]) -> Itera
     for entry in entries:
         note = ", ".join(k.replace("_", " ") for k, v in flags(entry).items() if v)
         heading = f"## {role(entry)}" + (f" ({note})" if note else "")
-        yield f"\n{heading}\n\n{text(entry)}\n"
+        yield f"\n{heading}\n\n{markdown_body(entry)}\n"
+
+
+def _fence(body: str, info: str = "") -> str:
+    """`body` as a fenced code block, the fence longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    marker = "`" * max(3, longest + 1)
+    return f"{marker}{info}\n{body}\n{marker}"
+
+
+def markdown_body(entry: dict[str, Any]) -> str:
+    """A message in the Markdown export: its text as written, reasoning in a folded <details> block, a tool's
+    output as a code block, and one line each for the tool calls it makes and its images and files."""
+    from chatcli import contents
+
+    blocks = []
+    answered = contents.tool_result(entry)
+    if answered:
+        blocks.append(f"*{answered}*")
+    for part in contents.parts(entry):
+        if part.kind == "reasoning":
+            blocks.append(f"<details><summary>reasoning</summary>\n\n{part.text.strip()}\n\n</details>")
+        elif part.kind == "attachment":
+            blocks.append(f"*{part.text}*")
+        else:
+            blocks.append(_fence(part.text) if answered else part.text)
+    for call in contents.tool_calls(entry):
+        note = "invalid tool call" if call.invalid else "tool call"
+        blocks.append(
+            f"**{note}:** {call.name or '?'}"
+            + (f" (id: {call.id})" if call.id else "")
+            + "\n\n"
+            + _fence(call.args, "json")
+        )
+    return "\n\n".join(blocks)
 
 
 def write_markdown(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> int:

@@ -99,8 +99,14 @@ def notices_held() -> Iterator[None]:
 _ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
 
 
-def print_messages(console: Console, entries: Iterable[dict[str, Any]]) -> int:
-    """A conversation: a role line, then the text as Markdown on a terminal or as plain text elsewhere."""
+def print_messages(console: Console, entries: Iterable[dict[str, Any]], show_reasoning: bool = True) -> int:
+    """A conversation: a role line, then each message's content. On a terminal the text is Markdown (a newline
+    is a line break), reasoning is dim behind a gutter, tool results are plain text; elsewhere the text is as
+    stored. Tool calls, images and files are one line each, everywhere."""
+    from chatcli import contents
+    from chatcli.reasoning import split_think
+
+    terminal = console.is_terminal
     count = 0
     for entry in entries:
         who = exporting.role(entry)
@@ -111,13 +117,33 @@ def print_messages(console: Console, entries: Iterable[dict[str, Any]]) -> int:
         if count:
             console.print()
         console.print(header)
-        body = exporting.text(entry)
-        if console.is_terminal:
-            from rich.markdown import Markdown
-
-            console.print(Markdown(sanitize(body)))
-        else:
-            console.print(Text(body), soft_wrap=True)
+        answered = contents.tool_result(entry)
+        if answered:
+            console.print(Text(sanitize(answered), style="dim"), soft_wrap=not terminal)
+        thought_shown = False
+        for part in contents.parts(entry):
+            pieces = [("reasoning", part.text)] if part.kind == "reasoning" else [(part.kind, part.text)]
+            if terminal and part.kind == "text" and who == "assistant":
+                thought, answer = split_think(part.text)
+                pieces = [("reasoning", thought), ("text", answer.lstrip("\n"))]
+            for kind, body in pieces:
+                if not body or (kind == "reasoning" and not (terminal and show_reasoning)):
+                    continue
+                if thought_shown:
+                    console.print()  # the answer stands apart from the reasoning before it
+                thought_shown = kind == "reasoning"
+                if not terminal:
+                    console.print(Text(body), soft_wrap=True)
+                elif kind == "reasoning":
+                    console.print(Reasoning(sanitize(body).strip("\n")))
+                elif kind == "attachment":
+                    console.print(Text(sanitize(body), style="dim"))
+                elif answered:  # a tool's output is data, not prose
+                    console.print(Text(sanitize(body)))
+                else:
+                    console.print(markdown(sanitize(body)))
+        for line in contents.extras(entry):
+            console.print(Text(sanitize(line), style="yellow" if terminal else ""), soft_wrap=not terminal)
         count += 1
     return count
 
@@ -156,11 +182,13 @@ def print_usage(console: Console, usage: tuple[int, int] | None) -> None:
 class AnswerStream(Protocol):
     def write(self, piece: str) -> None: ...
 
+    def think(self, piece: str) -> None: ...
+
     def finish(self) -> None: ...
 
 
 class PlainAnswer:
-    """Not a terminal: the raw text, as it arrives."""
+    """Not a terminal: the raw text, as it arrives; reasoning a server sent beside it is not printed."""
 
     def __init__(self, out: IO[str] | None = None):
         self.out = out or sys.stdout
@@ -170,6 +198,9 @@ class PlainAnswer:
         self.out.write(piece)
         self.out.flush()
         self.last = piece
+
+    def think(self, piece: str) -> None:
+        pass
 
     def finish(self) -> None:
         if self.last and not self.last.endswith("\n"):
@@ -197,7 +228,35 @@ class Trimmed:
             yield Segment.line()
 
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
+REASONING_STYLE = "dim italic"
+GUTTER = "│ "
+
+
+class Reasoning:
+    """Reasoning as it is shown: dim, behind a gutter ("│ "), so it reads apart from the answer also where
+    the terminal shows no dim text; its lines as written."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        from rich.segment import Segment
+
+        width = max(1, options.max_width - len(GUTTER))
+        body = Text(self.text, style=REASONING_STYLE)
+        for line in console.render_lines(body, options.update(width=width), pad=False):
+            yield Segment(GUTTER, console.get_style("dim"))
+            yield from line
+            yield Segment.line()
+
+
+def markdown(text: str) -> Trimmed:
+    """Model text as Markdown (chatcli.markdown: line breaks kept, link addresses shown), trimmed."""
+    from chatcli.markdown import ChatMarkdown
+
+    return Trimmed(ChatMarkdown(text))
+
+
 MAX_LIVE_LINES = 8
 REFRESH_INTERVAL = 1 / 20  # seconds between redraws of the unfinished tail
 
@@ -205,92 +264,138 @@ REFRESH_INTERVAL = 1 / 20  # seconds between redraws of the unfinished tail
 class MarkdownAnswer:
     """A terminal: finished Markdown blocks are printed once and stay in the scrollback; only the
     unfinished tail is redrawn (in a transient Live region), so each token costs the tail, not the answer.
+
+    Reasoning (`think`, or a <think> block at the start of the answer) is shown before the answer, dim and
+    behind a gutter, line by line as it arrives; with `show_reasoning` off it is not shown, and the spinner
+    (`waiting`, stopped when something is drawn) says "thinking" meanwhile.
     """
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, *, show_reasoning: bool = True, waiting: Any = None):
         from rich.live import Live
 
+        from chatcli.reasoning import ThinkSplitter
+
         self.console = console
+        self.show_reasoning = show_reasoning
+        self.waiting = waiting
+        self.splitter = ThinkSplitter()
+        self.section: str | None = None  # "reasoning" or "answer": what the tail holds
         self.tail = ""  # text not printed yet
-        self.fence: tuple[str, str] | None = None  # (marker, language) of an open code fence
-        self.live = Live(console=console, auto_refresh=False, transient=True, vertical_overflow="visible")
+        self.fence: tuple[str, str] | None = None  # (marker, language) of an open code block
+        self.live = Live(console=console, auto_refresh=False, transient=True, vertical_overflow="ellipsis")
         self.started = False
         self.refreshed = 0.0
-        self.blocks = 0  # blocks printed so far
-        self.continued = False  # the last block printed was cut short: the next one goes on from it
+        self.printed = False  # something was printed
+        self.continued = False  # the last thing printed was cut short: the next one goes on from it
 
     def write(self, piece: str) -> None:
-        if not piece:
-            return
-        if not self.started:
-            self.live.start()
-            self.started = True
-        self.tail += sanitize(piece).replace("\r", "")
-        committed = self._commit()
-        now = time.monotonic()
-        if committed or now - self.refreshed >= REFRESH_INTERVAL:
-            self.live.update(self._markdown(self.tail), refresh=True)
-            self.refreshed = now
+        for is_reasoning, text in self.splitter.feed(piece):
+            self._add(is_reasoning, text)
+
+    def think(self, piece: str) -> None:
+        self._add(True, piece)
 
     def finish(self) -> None:
+        for is_reasoning, text in self.splitter.flush():
+            self._add(is_reasoning, text)
         if self.started:
             self.live.update(Text(""), refresh=True)
             self.live.stop()
-        self._print_block(self.tail)
-        self.tail = ""
+        self._close_section()
 
-    def _markdown(self, text: str) -> Trimmed:
-        from rich.markdown import Markdown
+    # -- what arrives ----------------------------------------------------------------------------------
+    def _add(self, is_reasoning: bool, text: str) -> None:
+        text = sanitize(text).replace("\r", "")
+        if not text:
+            return
+        if is_reasoning and not self.show_reasoning:
+            if self.waiting is not None:
+                self.waiting.update("thinking")
+            return
+        section = "reasoning" if is_reasoning else "answer"
+        if not self.started:
+            if self.waiting is not None:
+                self.waiting.stop()
+            self.live.start()
+            self.started = True
+        if section != self.section:
+            self._close_section()
+            self.section = section
+            text = text.lstrip("\n")
+        self.tail += text
+        committed = "\n" in text and (self._commit_reasoning() if is_reasoning else self._commit())
+        now = time.monotonic()
+        if committed or now - self.refreshed >= REFRESH_INTERVAL:
+            self.live.update(self._view(self.tail), refresh=True)
+            self.refreshed = now
 
+    def _view(self, text: str) -> Any:
+        if self.section == "reasoning":
+            return Reasoning(text)
         if self.fence is not None:
             marker, lang = self.fence
             text = f"{marker}{lang}\n{text}\n{marker}"
-        return Trimmed(Markdown(text))
+        return markdown(text)
+
+    def _close_section(self) -> None:
+        """Print what is left of the reasoning or the answer; the next section starts after a blank line."""
+        if self.section == "reasoning":
+            self.tail = self.tail.rstrip()
+        self._print(self.tail)
+        self.tail, self.fence, self.continued = "", None, False
+
+    # -- what is printed for good ----------------------------------------------------------------------
+    def _commit_reasoning(self) -> bool:
+        """Print the finished lines of the reasoning; blank lines wait for the text after them."""
+        lines = self.tail.split("\n")
+        last = max((i for i, line in enumerate(lines[:-1]) if line.strip()), default=None)
+        if last is None:
+            return False
+        self.tail = "\n".join(lines[last + 1 :])
+        self._emit(Reasoning("\n".join(lines[: last + 1])), continues=True)
+        return True
 
     def _commit(self) -> bool:
-        """Print every finished block at the head of the tail. True when something was printed."""
+        """Print every finished piece at the head of the tail. True when something was printed."""
+        from chatcli.markdown import closes_fence, finished
+
         printed = False
         while "\n" in self.tail:
             lines = self.tail.split("\n")
             complete = lines[:-1]  # the last one is still being written
-            cut, skip, forced, opening, closing = None, 0, False, None, False
-            for i, line in enumerate(complete):
-                match = _FENCE.match(line)
-                if self.fence is None and match:
-                    if i == 0:  # a code block opens: its lines are drawn as code from here on
-                        opening = (match.group(1), match.group(2))
-                        cut, skip = 0, 1
-                    else:  # first print what stands before it
-                        cut = i
-                    break
-                if self.fence is None and not line.strip() and i > 0:
-                    cut, skip = i, 1  # a blank line ends a block
-                    break
-                if self.fence is not None and match and match.group(1)[0] == self.fence[0][0] and not match.group(2):
-                    cut, skip, closing = i, 1, True  # the code block closes
-                    break
-            else:
-                if len(complete) > MAX_LIVE_LINES:
-                    cut, forced = len(complete), True  # a long block: print its finished lines now
-            if cut is None:
+            if self.fence is not None:  # inside a code block: its lines are shown as code
+                close = next((i for i, line in enumerate(complete) if closes_fence(line, self.fence[0])), None)
+                if close is None and len(complete) <= MAX_LIVE_LINES:
+                    return printed
+                cut = len(complete) if close is None else close
+                self.tail = "\n".join(lines[cut + (close is not None) :])
+                printed = self._print("\n".join(complete[:cut]), continues=True) or printed
+                if close is not None:
+                    self.fence, self.continued = None, False
+                continue
+            cut, continues, opening = finished(complete, MAX_LIVE_LINES)
+            if opening is not None:  # a code block opens: first print what stands before it
+                printed = self._print("\n".join(complete[:cut])) or printed
+                self.tail, self.fence = "\n".join(lines[cut + 1 :]), opening
+                continue
+            if not cut:
                 return printed
-            self.tail = "\n".join(lines[cut + skip :])
-            printed = self._print_block("\n".join(lines[:cut]), continues=forced) or printed
-            if opening:
-                self.fence = opening
-            if closing:
-                self.fence = None
+            self.tail = "\n".join(lines[cut:])
+            printed = self._print("\n".join(complete[:cut]), continues=continues) or printed
         return printed
 
-    def _print_block(self, block: str, continues: bool = False) -> bool:
-        """Print a finished block, one blank line after the previous one unless it continues that one."""
+    def _print(self, block: str, continues: bool = False) -> bool:
+        """Print a finished piece, one blank line after the previous one unless it continues that one."""
         if not block.strip():
             return False
+        self._emit(self._view(block if self.fence is not None else block.strip("\n")), continues)
+        return True
+
+    def _emit(self, renderable: Any, continues: bool) -> None:
         if self.started:
             self.live.update(Text(""), refresh=False)  # the live region is redrawn below what is printed
-        if self.blocks and not self.continued:
+        if self.printed and not self.continued:
             self.console.print()
-        self.console.print(self._markdown(block.strip("\n")))
-        self.blocks += 1
+        self.console.print(renderable)
+        self.printed = True
         self.continued = continues
-        return True

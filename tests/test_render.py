@@ -6,9 +6,8 @@ import io
 
 import pytest
 from rich.console import Console
-from rich.markdown import Markdown
 
-from chatcli.render import MarkdownAnswer, Trimmed, sanitize
+from chatcli.render import MarkdownAnswer, markdown, sanitize
 
 DOCS = {
     "paragraphs": "First paragraph with **bold**.\n\nSecond one,\nwith a soft break.\n\nThird.\n",
@@ -16,6 +15,15 @@ DOCS = {
     "code": "Run this:\n\n```python\ndef f(x):\n    return x + 1\n```\n\nThen that.\n",
     "table": "| a | b |\n|---|---|\n| 1 | 2 |\n\nend\n",
     "long list": "".join(f"{i}. item {i}\n" for i in range(1, 40)) + "\nDone.\n",
+    "five lines": "Here are 5 lines:\none\ntwo\nthree\nfour\nfive\n",
+    "long paragraph": "".join(f"line {i} of a poem that goes on and on, " * 2 + "\n" for i in range(30)),
+    "long loose list": "".join(f"- point {i}\n  more on {i}\n\n" for i in range(12)) + "after\n",
+    "nested list": "".join(f"{i}. top {i}\n   - sub a\n   - sub b\n" for i in range(1, 9)) + "\nend\n",
+    "long table": "| n | square |\n|---|---|\n" + "".join(f"| {i} | {i * i} |\n" for i in range(20)) + "\nok\n",
+    "long code": "```python\n" + "".join(f"x{i} = {i}\n" for i in range(25)) + "```\nafter code\n",
+    "quote": "> " + "\n> ".join(f"quoted line {i}" for i in range(12)) + "\n\nplain\n",
+    "heading then text": "## Steps\nfirst\nsecond\n### More\nthird\n",
+    "links": "See [the docs](https://example.com/docs), <https://x.org> and ![a chart](http://a/c.png).\n",
 }
 
 
@@ -40,7 +48,7 @@ def streamed(doc: str, step: int) -> str:
 
 def whole(doc: str) -> str:
     out = io.StringIO()
-    Console(file=out, width=80, color_system=None).print(Trimmed(Markdown(doc)))
+    Console(file=out, width=80, color_system=None).print(markdown(doc))
     return out.getvalue()
 
 
