@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messag
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from pydantic import SecretStr
 
-from chatcli import exporting
+from chatcli import exporting, reasoning
 from chatcli.errors import ChatcliError, ModelError
 from chatcli.records import TurnRecord, message_id, new_turn_id
 from chatcli.secrets import StreamScrubber, scrub
@@ -144,8 +144,8 @@ class SessionHistory(BaseChatMessageHistory):
         messages = []
         self.skipped = window.skipped
         for entry in trim(window.messages, self.max_tokens):
-            try:
-                messages.extend(messages_from_dict([entry]))
+            try:  # a model's reasoning is never sent back to it
+                messages.extend(messages_from_dict([reasoning.for_model(entry)]))
             except Exception:  # what LangChain cannot read is skipped, the session goes on
                 self.skipped += 1
         return messages
@@ -164,7 +164,7 @@ class SessionHistory(BaseChatMessageHistory):
     def save_turn(self) -> None:
         """Write the bound turn's exchange, once: nothing when no text arrived."""
         turn = self.turn
-        if turn is None or self.saved is not None or not turn.received:
+        if turn is None or self.saved is not None or not (turn.received or turn.reasoning):
             return
         with signals_held():
             self._write(turn.record())
@@ -189,6 +189,7 @@ class Turn:
     question: str
     id: str = field(default_factory=new_turn_id)
     received: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)  # what the server sent as reasoning, beside the text
     status: str = "pending"  # complete | cut_off | interrupted | failed
     usage: tuple[int, int] | None = None
     error: ChatcliError | None = None
@@ -198,6 +199,7 @@ class Turn:
     response_metadata: dict[str, Any] = field(default_factory=dict)
     history: SessionHistory | None = None
     redactor: StreamScrubber | None = None
+    thought_redactor: StreamScrubber | None = None
 
     @property
     def text(self) -> str:
@@ -221,6 +223,9 @@ class Turn:
         assistant._used[self.session_id] = len(window.messages) + window.skipped
         system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
         self.redactor = redactor = StreamScrubber()
+        self.thought_redactor = StreamScrubber()
+        tap = assistant.tap
+        tap.reset()
         self.status = "streaming"
         try:
             stream = assistant.chain.stream(
@@ -229,10 +234,13 @@ class Turn:
             )
             for chunk in stream:
                 self._take_metadata(chunk)
-                piece = redactor.feed(exporting.text({"data": {"content": chunk.content}}))
+                text = exporting.text({"data": {"content": chunk.content}})
+                yield from self._thoughts(tap.take(bool(text)), last=bool(text))
+                piece = redactor.feed(text)
                 if piece:
                     self.received.append(piece)
                     yield piece
+            yield from self._thoughts(tap.rest(), last=True)
             rest = redactor.flush()
             if rest:
                 self.received.append(rest)
@@ -252,6 +260,16 @@ class Turn:
             history.save_turn()
         if self.error is not None:
             raise self.error
+
+    def _thoughts(self, thoughts: list[str], last: bool) -> Iterator[str]:
+        """Reasoning pieces as the turn yields them (reasoning.Thought); `last`: the answer's text follows, so
+        what the scrubber held back is shown now, before it."""
+        redactor = self.thought_redactor or StreamScrubber()
+        pieces = [redactor.feed(thought) for thought in thoughts] + ([redactor.flush()] if last else [])
+        for piece in pieces:
+            if piece:
+                self.reasoning.append(piece)
+                yield reasoning.Thought(piece)
 
     def _take_metadata(self, chunk: Any) -> None:
         meta = getattr(chunk, "response_metadata", None) or {}
@@ -281,7 +299,12 @@ class Turn:
             metadata["finish_reason"] = self.finish_reason
         if flags:
             metadata["chatcli"] = flags
-        answer = AIMessage(content=text, response_metadata=metadata, id=message_id(self.id, 1))
+        thought = "".join(self.reasoning)
+        if self.status == "streaming":  # as above: the reasoning not yielded yet follows
+            pending = "".join(t for t, _ in self.assistant.tap.events)
+            thought += scrub((self.thought_redactor.held if self.thought_redactor else "") + pending)
+        extra = {reasoning.KEY: thought} if thought else {}
+        answer = AIMessage(content=text, additional_kwargs=extra, response_metadata=metadata, id=message_id(self.id, 1))
         if self.usage:
             answer.usage_metadata = {
                 "input_tokens": self.usage[0],
@@ -315,6 +338,8 @@ class Assistant:
         self.temperature = temperature
         self.system = system
         self._used: dict[str, int] = {}  # per session: list elements the last turn's window used
+        self.tap = reasoning.ReasoningTap()
+        self.http_client = self.tap.client()  # reads the reasoning deltas ChatOpenAI drops
         self.chain = self._build_chain()
 
     def _build_chain(self) -> Any:
@@ -329,6 +354,7 @@ class Assistant:
         if self.temperature is not None:
             options["temperature"] = self.temperature
         llm = ChatOpenAI(
+            http_client=self.http_client,
             model=self.model,
             api_key=SecretStr(self.settings.api_key or "not-needed"),
             base_url=self.settings.base_url,

@@ -221,6 +221,14 @@ Temperature = Annotated[
 ]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (OPENAI_BASE_URL).")]
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session id; default: a new session.")]
+ShowReasoning = Annotated[
+    bool | None,
+    typer.Option(
+        "--reasoning/--no-reasoning",
+        help="Show a reasoning model's thinking, dim, before its answer (CHATCLI_SHOW_REASONING; default: on).",
+        show_default=False,
+    ),
+]
 Ttl = Annotated[
     int | None,
     typer.Option("--ttl", help=f"Seconds an idle session lives, refreshed on each turn, 1 to {MAX_TTL} (CHATCLI_TTL)."),
@@ -248,12 +256,13 @@ def chat(
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
+    reasoning: ShowReasoning = None,
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     check_turn_options(system, temperature)
-    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
     session_id = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
@@ -317,6 +326,7 @@ def ask(
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
+    reasoning: ShowReasoning = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
     check_turn_options(system, temperature)
@@ -324,7 +334,7 @@ def ask(
     text = "\n\n".join(part for part in (utf8_text("the question", question or ""), piped.strip("\n")) if part.strip())
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
-    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl)
+    settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
     session_id = checked_id(session) if session is not None else new_session_id()
     store = open_store(settings, spool=True)
@@ -353,10 +363,12 @@ def history_show(
     as_json: Annotated[bool, typer.Option("--json", help='Print {"session", "messages"} as JSON.')] = False,
     last: Annotated[int | None, typer.Option("--last", "-n", min=1, help="Only the last N messages.")] = None,
     redis_url: RedisUrl = None,
+    reasoning: ShowReasoning = None,
 ) -> None:
     """Show a session's conversation, oldest first."""
     checked_id(session_id)
-    store = open_store(settings_for(redis_url=redis_url))
+    settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
+    store = open_store(settings)
     store.require(session_id)
     skipped = [0]
     if last is not None:
@@ -368,7 +380,7 @@ def history_show(
     if as_json:
         exporting.write_json(sys.stdout, session_id, entries)
     else:
-        render.print_messages(stdout_console(), entries)
+        render.print_messages(stdout_console(), entries, show_reasoning=settings.show_reasoning)
     _skipped_notice(skipped[0])
 
 

@@ -46,6 +46,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
     "max_history_tokens": (("CHATCLI_MAX_HISTORY_TOKENS",), "max_history_tokens"),
     "timeout": (("CHATCLI_TIMEOUT",), "timeout"),
     "ttl": (("CHATCLI_TTL",), "ttl"),
+    "show_reasoning": (("CHATCLI_SHOW_REASONING",), "show_reasoning"),
 }
 
 
@@ -60,6 +61,7 @@ class Settings:
     max_history_tokens: int = DEFAULT_MAX_HISTORY_TOKENS
     timeout: float = DEFAULT_TIMEOUT
     ttl: int | None = None
+    show_reasoning: bool = True  # show a reasoning model's thinking (dim) before its answer
     # setting name -> "flag" | "env:NAME" | ".env:NAME" | "config.toml" | "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -211,6 +213,20 @@ def _redis_url(name: str, raw: Any) -> str:
     return url
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(name: str, raw: Any) -> bool:
+    """A flag's bool, a TOML boolean, or 1/0, true/false, yes/no, on/off (any case)."""
+    if isinstance(raw, bool):
+        return raw
+    word = raw.strip().lower() if isinstance(raw, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise UsageError(f"{name} must be true or false (1/0, yes/no, on/off), got {_shown(raw)}")
+
+
 _CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "api_key": _text,
     "base_url": _base_url,
@@ -220,6 +236,7 @@ _CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "max_history_tokens": _positive_int(MAX_HISTORY_TOKENS),
     "timeout": _seconds,
     "ttl": _positive_int(MAX_TTL),
+    "show_reasoning": _boolean,
 }
 # Settings whose empty value in the environment or .env is refused, not read as "unset": an empty key prefix
 # is a dangerous value, not the absence of one.

@@ -306,3 +306,20 @@ def spool_rows(home: Path) -> list[Any]:
 
 def pending_turns(home: Path) -> list[Any]:
     return [row for row in spool_rows(home) if row.state == "pending"]
+
+
+@pytest.fixture
+def terminal(env: dict[str, str]) -> Iterator[Any]:
+    """`terminal(*args, cols=80, **extra_env)`: chatcli in a real pseudo-terminal (tests/terminal.py), closed
+    at the end of the test."""
+    from tests.terminal import Terminal
+
+    opened: list[Terminal] = []
+
+    def spawn(*args: str, cols: int = 80, **extra_env: str) -> Terminal:
+        opened.append(Terminal(list(args), {**os.environ, **extra_env}, cols=cols))
+        return opened[-1]
+
+    yield spawn
+    for term in opened:
+        term.close()

@@ -85,19 +85,26 @@ class Reply:
     chunks:        explicit streaming pieces; if given, the reply text is
                    ``"".join(chunks)`` (``text`` is then ignored).  Default:
                    ``split_chunks(text)`` (~3 words per chunk).
-    delay:         seconds slept between content chunks (streaming).
+    delay:         seconds slept between chunks, reasoning then content (streaming).
     first_delay:   seconds slept before answering at all (before the status
                    line / headers are sent), in both modes.
     status:        if not 200, that status is sent with an OpenAI-style error
                    JSON body (``text`` is used as the message if non-empty).
     headers:       extra response headers (e.g. ``{"Retry-After": "1"}``).
     finish_reason: finish_reason of the last chunk / the choice (None -> null).
-    drop_after:    streaming only: after this many content chunks close the
+    drop_after:    streaming only: after this many chunks (reasoning, then content) close the
                    connection without the final chunk, [DONE] or the
                    terminating HTTP chunk.
     hang:          never answer; the handler waits until the server stops,
                    then closes the connection.
     usage:         (prompt_tokens, completion_tokens); default is computed.
+    reasoning:     streamed before the text as ``reasoning_key`` deltas (with
+                   ``"content": null``), the way vLLM, DeepSeek, Ollama or
+                   LiteLLM send a reasoning model's thinking; ``reasoning_chunks``
+                   gives the pieces explicitly (default: ``split_chunks``).
+                   Non-streaming: a field of the message.
+    reasoning_key: ``"reasoning_content"`` (DeepSeek, vLLM < 0.10) or
+                   ``"reasoning"`` (Ollama, OpenRouter, newer vLLM).
     """
 
     text: str = ""
@@ -110,6 +117,12 @@ class Reply:
     drop_after: int | None = None
     hang: bool = False
     usage: tuple[int, int] | None = None
+    reasoning: str = ""
+    reasoning_chunks: list[str] | None = None
+    reasoning_key: str = "reasoning_content"
+
+    def reasoning_pieces(self) -> list[str]:
+        return list(self.reasoning_chunks) if self.reasoning_chunks is not None else split_chunks(self.reasoning)
 
     @property
     def full_text(self) -> str:
@@ -400,7 +413,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": text},
+                            "message": {
+                                "role": "assistant",
+                                "content": text,
+                                **({reply.reasoning_key: reply.reasoning} if reply.reasoning else {}),
+                            },
                             "finish_reason": reply.finish_reason,
                         }
                     ],
@@ -442,14 +459,16 @@ class _Handler(BaseHTTPRequestHandler):
                 ]
             )
         )
-        for i, piece in enumerate(reply.pieces()):
+        thinking = [{reply.reasoning_key: piece, "content": None} for piece in reply.reasoning_pieces()]
+        deltas = thinking + [{"content": piece} for piece in reply.pieces()]
+        for i, delta in enumerate(deltas):
             if reply.drop_after is not None and i >= reply.drop_after:
                 self._drop_connection()
                 return
             if i > 0 and reply.delay > 0 and owner._stop_event.wait(reply.delay):
                 self._drop_connection()
                 return
-            self._send_event(chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
+            self._send_event(chunk([{"index": 0, "delta": delta, "finish_reason": None}]))
         if reply.drop_after is not None:
             self._drop_connection()
             return
