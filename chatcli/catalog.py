@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatcli import exporting
+from chatcli import contents, exporting
 from chatcli.errors import UsageError
 from chatcli.keys import validate_session_id
 from chatcli.store import SessionStore, as_text, decode_hash
@@ -25,6 +25,7 @@ class SessionInfo:
     title: str
     meta: dict[str, str] = field(default_factory=dict)
     indexed: bool = True
+    last: str = ""  # the newest message, on one line (a snippet: the table cuts it to fit)
 
 
 def _float(value: Any) -> float | None:
@@ -119,16 +120,18 @@ class SessionCatalog:
                 pipe.hgetall(self.keys.meta(sid))
                 pipe.llen(self.keys.session(sid))
                 pipe.lindex(self.keys.session(sid), -1)
+                pipe.lindex(self.keys.session(sid), 0)
 
         results = self.store.pipeline_execute(build)
         described: list[SessionInfo | str] = []
         for i, (sid, score) in enumerate(ranked):
-            raw_meta, length, oldest = results[3 * i : 3 * i + 3]
+            raw_meta, length, oldest, newest = results[4 * i : 4 * i + 4]
             meta = decode_hash(raw_meta)
             if not length and (not meta or not indexed):
                 described.append(sid)
                 continue
             first = exporting.parse_entry(oldest) if oldest is not None else None
+            last = exporting.parse_entry(newest) if newest is not None else None
             described.append(
                 SessionInfo(
                     id=sid,
@@ -138,6 +141,7 @@ class SessionCatalog:
                     title=meta.get("title") or exporting.title_from(first),
                     meta=meta,
                     indexed=indexed,
+                    last=contents.snippet(last) if last is not None else "",
                 )
             )
         return described

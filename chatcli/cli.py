@@ -494,12 +494,13 @@ def sessions_list(
         sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
         return
     console = stdout_console()
+    notices = console if console.is_terminal else stderr_console()  # piped rows stay rows
     if not rows:
-        render.print_notice(console, "no sessions yet: start one with `chatcli chat`")
+        render.print_notice(notices, "no sessions yet: start one with `chatcli chat`")
         return
     render.print_sessions(console, rows)
     if next_cursor is not None:
-        render.print_notice(console, f"more: chatcli sessions list --cursor {next_cursor}")
+        render.print_notice(notices, f"more: chatcli sessions list --cursor {next_cursor}")
 
 
 @sessions_app.command("delete")

@@ -148,19 +148,65 @@ def print_messages(console: Console, entries: Iterable[dict[str, Any]], show_rea
     return count
 
 
+def short_time(ts: float | None, now: float | None = None) -> str:
+    """A local time that stays readable in a narrow column: "14:03" today, "Nov 24 14:03" within a year,
+    "2025-11-24" before."""
+    if not ts:
+        return ""
+    when = datetime.fromtimestamp(ts)
+    today = datetime.fromtimestamp(now if now is not None else time.time())
+    if when.date() == today.date():
+        return when.strftime("%H:%M")
+    if abs((today - when).days) < 330:
+        return when.strftime("%b %d %H:%M")
+    return when.strftime("%Y-%m-%d")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(sanitize(text).split())
+
+
 def print_sessions(console: Console, rows: Iterable[Any]) -> None:
+    """`sessions list`. On a terminal, a table that fits its width: ids are never cut, times stay whole, the
+    title and the snippet of the last message give way. Elsewhere, one full row per session, tab-separated
+    (id, messages, last activity in ISO-8601 UTC, title, last message), no header and no frame."""
     rows = list(rows)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    # ids are what users type next: never shortened; the title gives way instead
-    table.add_column("session", no_wrap=True, min_width=max(len(sanitize(r.id)) for r in rows) if rows else 7)
-    table.add_column("messages", justify="right", no_wrap=True, min_width=8)
-    table.add_column("last activity", no_wrap=True)
-    table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
+    if not console.is_terminal:
+        for row in rows:
+            fields = [row.id, str(row.messages), iso(row.updated) or "", row.title, getattr(row, "last", "")]
+            if not getattr(row, "indexed", True):
+                fields.append("unindexed")
+            console.file.write("\t".join(_one_line(field) for field in fields) + "\n")
+        console.file.flush()
+        return
+    times = []
     for row in rows:
-        updated = datetime.fromtimestamp(row.updated).strftime("%Y-%m-%d %H:%M") if row.updated else ""
-        if not getattr(row, "indexed", True):
-            updated = f"{updated} (unindexed)".strip()
-        table.add_row(Text(sanitize(row.id)), str(row.messages), updated, Text(sanitize(row.title)))
+        shown = short_time(row.updated)
+        times.append(shown if getattr(row, "indexed", True) else f"{shown} (unindexed)".strip())
+    widths = [
+        max([len("session")] + [len(sanitize(r.id)) for r in rows]),
+        max([len("messages")] + [len(str(r.messages)) for r in rows]),
+        max([len("last activity")] + [len(t) for t in times]),
+    ]
+    room = console.width - sum(widths) - 2 * len(widths)
+    if room < len("title"):  # the ids alone fill the line: one session per line, wrapped
+        for row, shown in zip(rows, times, strict=True):
+            line = Text(sanitize(row.id), style="bold")
+            line.append(f"  {row.messages} messages  {shown}  {_one_line(row.title)}")
+            console.print(line, soft_wrap=False)
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("session", no_wrap=True, width=widths[0])
+    table.add_column("messages", justify="right", no_wrap=True, width=widths[1])
+    table.add_column("last activity", no_wrap=True, width=widths[2])
+    about_header = "title · last message" if room >= len("title · last message") else "title"
+    table.add_column(about_header, no_wrap=True, overflow="ellipsis", width=room)
+    for row, shown in zip(rows, times, strict=True):
+        about = Text(_one_line(row.title))
+        last = _one_line(getattr(row, "last", ""))
+        if last:
+            about.append((" · " if about else "") + last, style="dim")
+        table.add_row(Text(sanitize(row.id)), str(row.messages), shown, about)
     console.print(table)
 
 
