@@ -82,7 +82,8 @@ def run_loop(
     commands: dict[str, Command],
     say: Callable[[str], None],
 ) -> None:
-    """Read lines until /exit, Ctrl-D, or Ctrl-C twice at an empty prompt. One bad turn never ends it."""
+    """Read lines until /exit (or `exit` or `quit` alone), Ctrl-D, or Ctrl-C twice at an empty prompt. One bad
+    turn never ends it. A line starting with "//" is sent with one "/" less."""
     interrupted = False
     while True:
         try:
@@ -99,12 +100,16 @@ def run_loop(
         text = line.strip()
         if not text:
             continue
+        if text in ("exit", "quit"):  # as in `llm chat`; "//exit" would send it
+            return
         if text.startswith("/") and not text.startswith("//"):
             name, _, arg = text[1:].partition(" ")
             command = commands.get(name)
             if command is None:
-                known = [n for n in commands if n.startswith(name[:2])] or list(commands)
-                say(f"unknown command /{name}; try " + ", ".join("/" + n for n in known[:6]) + " or /help")
+                say(unknown_command(name, commands))
+                continue
+            if not command.args and arg.strip():
+                say(f"usage: /{name} (it takes no argument)")
                 continue
             try:
                 if command.run(arg.strip()) is EXIT:
@@ -115,6 +120,16 @@ def run_loop(
         if text.startswith("//"):
             line = line.replace("//", "/", 1)  # "//path" sends a message that starts with "/"
         send(line)
+
+
+def unknown_command(name: str, commands: dict[str, Command]) -> str:
+    """One line: the closest commands, where /help is, and how to send the text as a message."""
+    import difflib
+
+    close = difflib.get_close_matches(name, [n for n in commands if n != "help"], n=3, cutoff=0.6)
+    close += [n for n in commands if n.startswith(name[:2]) and n not in close and n != "help"][: 3 - len(close)]
+    guess = f" (did you mean {', '.join('/' + n for n in close)}?)" if name and close else ""
+    return f"unknown command /{name}{guess}; /help lists them; //{name} sends it as a message"
 
 
 class ChatRepl:
@@ -181,14 +196,18 @@ class ChatRepl:
     def cmd_help(self, _arg: str) -> None:
         for c in self.commands.values():
             self.say(f"/{c.name} {c.args}".ljust(18) + c.help)
+        self.say("//text sends /text; exit or quit alone leaves too")
         self.say("Esc+Enter inserts a newline; Ctrl-R searches input history; Ctrl-C stops an answer")
 
     def cmd_history(self, arg: str) -> None:
         from chatcli import render
+        from chatcli.errors import UsageError
         from chatcli.settings import MAX_LIST_LENGTH
 
         digits = arg.lstrip("0")
-        count = 10 if not (digits.isascii() and digits.isdigit()) else min(int(digits[:11]), MAX_LIST_LENGTH)
+        if arg and not (digits.isascii() and digits.isdigit()):
+            raise UsageError(f"not a number of messages: {arg!r} (usage: /history [N], N from 1; default 10)")
+        count = min(int(digits[:11]), MAX_LIST_LENGTH) if arg else 10
         window = self.store.window(self.session_id, count)
         if not window.messages:
             self.say("(no messages yet)")

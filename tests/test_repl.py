@@ -353,3 +353,67 @@ def test_with_redis_down_the_answer_is_drawn_once_and_the_spool_notice_follows_i
     assert screen.count("echo: hello") == 1, screen
     answer_at, notice_at = screen.index("echo: hello"), screen.index("history is being spooled")
     assert answer_at < notice_at  # printed under a live answer it would draw the answer again
+
+
+FIVE_LINES = "Roses are red\nViolets are blue\nSugar is sweet\nAnd so are you\nThe end"
+
+
+def test_an_answer_and_history_show_keep_the_lines_the_model_and_the_user_wrote(term, model, rdb):
+    model.script(Reply(text=FIVE_LINES, delay=0.005))
+    t = term("chat", "-s", "poem")
+    t.wait_prompt("poem", 1)
+    t.type("give me 5 lines")
+    t.type("\x1b\r")
+    t.type("short ones")
+    t.enter()
+    lines = t.wait_prompt("poem", 2).split("\n")
+    start = lines.index("Roses are red")
+    assert lines[start : start + 5] == FIVE_LINES.split("\n")
+    t.enter("/exit")
+    assert t.exited() == 0
+    shown = term("history", "show", "poem")
+    assert shown.exited() == 0
+    assert shown.lines()[:10] == ["user", "give me 5 lines", "short ones", "", "assistant", *FIVE_LINES.split("\n")]
+
+
+@pytest.mark.parametrize("word", ["exit", "quit", "  quit  "])
+def test_exit_or_quit_alone_leaves(term, model, word):
+    t = term("chat", "-s", "bye")
+    t.wait_prompt("bye", 1)
+    t.enter(word)
+    assert t.exited() == 0
+    assert model.chat_requests() == []
+
+
+def test_a_doubled_slash_sends_one_and_the_hint_says_so_once(term, model):
+    t = term("chat", "-s", "slash")
+    t.wait_prompt("slash", 1)
+    t.enter("/histroy")
+    screen = t.wait_for("unknown command /histroy")
+    hint = next(line for line in screen.split("\n") if line.startswith("unknown command"))
+    assert (
+        hint == "unknown command /histroy (did you mean /history?); /help lists them; //histroy sends it as a message"
+    )
+    t.enter("//histroy")
+    t.wait_prompt("slash", 3)
+    assert [r["messages"][-1]["content"] for r in model.chat_requests()] == ["/histroy"]
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("/history abc", "/history: not a number of messages: 'abc' (usage: /history [N], N from 1; default 10)"),
+        ("/history 0", "/history: not a number of messages: '0' (usage: /history [N], N from 1; default 10)"),
+        ("/undo now", "usage: /undo (it takes no argument)"),
+        ("/tokens please", "usage: /tokens (it takes no argument)"),
+    ],
+)
+def test_bad_slash_arguments_are_a_one_line_usage_error(term, model, cli, line, error):
+    cli("ask", "-s", "args", "one")
+    t = term("chat", "-s", "args")
+    t.wait_prompt("args", 1)
+    t.enter(line)
+    screen = t.wait_for(error)
+    assert "echo: one" not in screen  # no history was shown by a default
+    t.enter("/exit")
+    assert t.exited() == 0
