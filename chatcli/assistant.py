@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import os
 import signal
 import threading
 import warnings
@@ -339,7 +340,9 @@ class Assistant:
         self.system = system
         self._used: dict[str, int] = {}  # per session: list elements the last turn's window used
         self.tap = reasoning.ReasoningTap()
-        self.http_client = self.tap.client()  # reads the reasoning deltas ChatOpenAI drops
+        # reads the reasoning deltas ChatOpenAI drops; OPENAI_PROXY, which ChatOpenAI would apply to its own
+        # client (and refuses beside one given), is applied here
+        self.http_client = self.tap.client(proxy=os.environ.get("OPENAI_PROXY") or None)
         self.chain = self._build_chain()
 
     def _build_chain(self) -> Any:
@@ -355,6 +358,7 @@ class Assistant:
             options["temperature"] = self.temperature
         llm = ChatOpenAI(
             http_client=self.http_client,
+            openai_proxy=None,
             model=self.model,
             api_key=SecretStr(self.settings.api_key or "not-needed"),
             base_url=self.settings.base_url,

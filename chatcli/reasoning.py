@@ -172,7 +172,7 @@ class ReasoningTap:
         if not isinstance(delta, dict):
             return
         thought = next((delta[k] for k in DELTA_KEYS if isinstance(delta.get(k), str) and delta[k]), "")
-        has_content = bool(delta.get("content")) or bool(delta.get("tool_calls"))
+        has_content = bool(delta.get("content"))  # as ChatOpenAI's chunk will have it
         if thought or has_content:
             self.events.append((thought, has_content))
 

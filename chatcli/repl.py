@@ -211,7 +211,7 @@ class ChatRepl:
         window = self.store.window(self.session_id, count)
         if not window.messages:
             self.say("(no messages yet)")
-        render.print_messages(self.console, window.messages)
+        render.print_messages(self.console, window.messages, show_reasoning=self.settings.show_reasoning)
 
     def _confirm(self, question: str) -> bool:
         from prompt_toolkit import prompt

@@ -145,3 +145,14 @@ def test_ctrl_c_while_the_model_thinks_keeps_exactly_the_reasoning_shown(termina
     t.wait_prompt("think", 3)
     assert model.last_messages()[2] == {"role": "assistant", "content": ""}
     assert "step 000" not in json.dumps(model.chat_requests()[-1])
+
+
+def test_openai_proxy_still_carries_the_requests(cli, model, rdb, monkeypatch):
+    """ChatOpenAI applies OPENAI_PROXY to its own client and refuses it beside a given one: the tap's client
+    takes it over. The model server answers absolute-form (proxy) requests; the base URL is a closed port."""
+    monkeypatch.setenv("OPENAI_PROXY", f"http://127.0.0.1:{model.port}")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    model.script(Reply(reasoning="via the proxy", text="ok"))
+    result = cli("ask", "-s", "proxied", "hi")
+    assert result.exit_code == 0, result.stderr
+    assert stored(rdb, "proxied")[1]["data"]["additional_kwargs"] == {"reasoning_content": "via the proxy"}
