@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
+from rich.cells import cell_len, get_character_cell_size
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -296,6 +297,18 @@ class Reasoning:
             yield Segment.line()
 
 
+def _row_end(line: str, width: int) -> int:
+    """Where the first screen row of `line` ends, `width` cells wide: after the last word that fits (as Rich
+    wraps), or inside a word longer than the row."""
+    used = 0
+    for index, char in enumerate(line):
+        used += get_character_cell_size(char)
+        if used > width:
+            space = line.rfind(" ", 0, index + 1)
+            return space if space > 0 else max(1, index)
+    return len(line)
+
+
 def markdown(text: str) -> Trimmed:
     """Model text as Markdown (chatcli.markdown: line breaks kept, link addresses shown), trimmed."""
     from chatcli.markdown import ChatMarkdown
@@ -369,7 +382,7 @@ class MarkdownAnswer:
             self.section = section
             text = text.lstrip("\n")
         self.tail += text
-        committed = "\n" in text and (self._commit_reasoning() if is_reasoning else self._commit())
+        committed = self._commit_reasoning() if is_reasoning else "\n" in text and self._commit()
         now = time.monotonic()
         if committed or now - self.refreshed >= REFRESH_INTERVAL:
             self.live.update(self._view(self.tail), refresh=True)
@@ -392,13 +405,26 @@ class MarkdownAnswer:
 
     # -- what is printed for good ----------------------------------------------------------------------
     def _commit_reasoning(self) -> bool:
-        """Print the finished lines of the reasoning; blank lines wait for the text after them."""
-        lines = self.tail.split("\n")
-        last = max((i for i, line in enumerate(lines[:-1]) if line.strip()), default=None)
-        if last is None:
+        """Print the finished lines of the reasoning, and the full screen rows of the line still arriving (a
+        reasoning paragraph is often one long line); blank lines wait for the text after them."""
+        *done, line = self.tail.split("\n")
+        rows = []
+        width = max(1, self.console.width - len(GUTTER))
+        while cell_len(line) > width:
+            cut = _row_end(line, width)
+            rows.append(line[:cut].rstrip(" "))
+            line = line[cut:].lstrip(" ")
+        if rows:
+            printed, kept = done + rows, [line]
+        else:
+            end = len(done)
+            while end and not done[end - 1].strip():
+                end -= 1
+            printed, kept = done[:end], [*done[end:], line]
+        if not printed:
             return False
-        self.tail = "\n".join(lines[last + 1 :])
-        self._emit(Reasoning("\n".join(lines[: last + 1])), continues=True)
+        self.tail = "\n".join(kept)
+        self._emit(Reasoning("\n".join(printed)), continues=True)
         return True
 
     def _commit(self) -> bool:

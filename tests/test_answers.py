@@ -10,7 +10,7 @@ from rich.console import Console
 
 from chatcli import contents, exporting
 from chatcli.reasoning import ThinkSplitter, for_model, split_think
-from chatcli.render import GUTTER, MarkdownAnswer, markdown, print_messages
+from chatcli.render import GUTTER, MarkdownAnswer, Reasoning, markdown, print_messages
 
 FIVE = "Here are 5 lines:\nRoses are red\nViolets are blue\nSugar is sweet\nAnd so are you\n"
 
@@ -308,3 +308,17 @@ def test_markdown_export_shows_tool_calls_results_attachments_and_reasoning():
     assert '## tool\n\n*result of get_weather (id: call_1)*\n\n```\n{"temp": 22}\n```' in text
     assert "<details><summary>reasoning</summary>\n\nConvert nothing.\nSay it.\n\n</details>" in text
     assert "It is **22 °C**.\nSunny." in text
+
+
+def test_a_long_line_of_reasoning_is_printed_row_by_row_as_it_streams():
+    words = " ".join(f"thought{i}" for i in range(150))  # one line, many rows wide
+    whole = console(terminal=False)
+    whole.print(Reasoning(words))
+    con = console(terminal=False)
+    answer = MarkdownAnswer(con)
+    for piece in chunks(words, 5):
+        answer.think(piece)
+    assert "thought0 " in con.export_text(clear=False)  # rows printed before the line ends
+    answer.write("Done.")
+    answer.finish()
+    assert screen(con) == [*screen(whole), "", "Done."]
