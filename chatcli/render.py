@@ -398,9 +398,12 @@ class MarkdownAnswer:
 
     def _close_section(self) -> None:
         """Print what is left of the reasoning or the answer; the next section starts after a blank line."""
-        if self.section == "reasoning":
-            self.tail = self.tail.rstrip()
-        self._print(self.tail)
+        if self.section == "reasoning":  # blank lines held before its last text are shown, not those after
+            rest = self.tail.rstrip()
+            if rest.strip():
+                self._emit(Reasoning(rest), continues=False)
+        else:
+            self._print(self.tail)
         self.tail, self.fence, self.continued = "", None, False
 
     # -- what is printed for good ----------------------------------------------------------------------

@@ -100,11 +100,13 @@ def ansi_line(con: Console, needle: str) -> str:
 
 def test_streamed_reasoning_is_shown_dim_behind_a_gutter_then_the_answer_apart():
     con = console(terminal=False)
-    thought = "The user wants lines.\nFive of them.\n\n"
+    thought = "\nThe user wants lines.\nFive of them.\n\nShort ones."  # no newline before the answer
     stream(con, [("think", p) for p in chunks(thought, 3)] + [("text", p) for p in chunks(FIVE, 3)])
     assert screen(con) == [
         f"{GUTTER}The user wants lines.",
         f"{GUTTER}Five of them.",
+        GUTTER.rstrip(),
+        f"{GUTTER}Short ones.",
         "",
         *FIVE.rstrip("\n").split("\n"),
     ]
