@@ -26,6 +26,7 @@ _LABELS = {
     "audio": "audio",
     "input_audio": "audio",
     "video": "video",
+    "text-plain": "text file",
 }
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?[^,]*?(;base64)?,", re.IGNORECASE)
 

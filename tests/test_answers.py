@@ -324,3 +324,28 @@ def test_a_long_line_of_reasoning_is_printed_row_by_row_as_it_streams():
     answer.write("Done.")
     answer.finish()
     assert screen(con) == [*screen(whole), "", "Done."]
+
+
+@pytest.mark.parametrize(
+    ("part", "line"),
+    [
+        ({"type": "image", "base64": "QUJD" * 500, "mime_type": "image/webp"}, "[image: image/webp, 1.5 kB]"),
+        (
+            {"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": "R0lG"}},
+            "[image: image/gif, 3 B]",
+        ),
+        ({"type": "file", "file_id": "file-abc"}, "[file: id file-abc]"),
+        (
+            {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,QUJD"}},
+            "[file: a.pdf, application/pdf, 3 B]",
+        ),
+        ({"type": "input_audio", "input_audio": {"data": "QUJDRA==", "format": "wav"}}, "[audio: wav, 4 B]"),
+        (
+            {"type": "text-plain", "text": "notes", "mime_type": "text/plain", "extras": {"filename": "n.txt"}},
+            "[text file: n.txt, text/plain]",
+        ),
+        ({"type": "something_new"}, "[something new]"),
+    ],
+)
+def test_a_placeholder_names_what_the_part_is_in_each_layout(part, line):
+    assert contents.placeholder(part) == line
