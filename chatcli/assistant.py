@@ -26,10 +26,10 @@ from pydantic import SecretStr
 
 from chatcli import exporting
 from chatcli.errors import ChatcliError, ModelError
-from chatcli.records import TurnRecord, message_id, new_turn_id
+from chatcli.records import TurnRecord, message_id, new_turn_id, with_id
 from chatcli.secrets import StreamScrubber, scrub
 from chatcli.settings import Settings, require_model_key
-from chatcli.store import Window, with_id
+from chatcli.store import Window
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 CHARS_PER_TOKEN = 4
@@ -203,11 +203,6 @@ class Turn:
     def text(self) -> str:
         return "".join(self.received)
 
-    @property
-    def spooled(self) -> bool:
-        """Saved, but only in the local spool (Redis did not take it yet)."""
-        return self.saved and self.history is not None and self.history.saved is False
-
     def __iter__(self) -> Iterator[str]:
         assistant = self.assistant
         self.history = history = SessionHistory(
@@ -352,6 +347,8 @@ class Assistant:
             )
 
     def _history_for(self, session_id: str, turn: Turn | None) -> SessionHistory:
+        """The history RunnableWithMessageHistory reads and writes: the turn's own (config `turn`), or, for a
+        caller that passes `{"session_id": ID, "turn": None}`, a plain one that saves what LangChain hands it."""
         if turn is not None and turn.history is not None:
             return turn.history
         return SessionHistory(self.store, session_id, self.settings.max_history_tokens)
