@@ -198,6 +198,9 @@ class Turn:
     response_metadata: dict[str, Any] = field(default_factory=dict)
     history: SessionHistory | None = None
     redactor: StreamScrubber | None = None
+    # held from handing a piece over until the consumer asks for the next: a signal meanwhile waits, so a
+    # piece is in `received` exactly when the consumer got it (conversation.show_turn draws it in that time)
+    guard: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
     @property
     def text(self) -> str:
@@ -226,12 +229,14 @@ class Turn:
                 self._take_metadata(chunk)
                 piece = redactor.feed(exporting.text({"data": {"content": chunk.content}}))
                 if piece:
-                    self.received.append(piece)
-                    yield piece
+                    with self.guard():
+                        self.received.append(piece)
+                        yield piece
             rest = redactor.flush()
             if rest:
-                self.received.append(rest)
-                yield rest
+                with self.guard():
+                    self.received.append(rest)
+                    yield rest
             self.status = self._ended()
         except (GeneratorExit, KeyboardInterrupt):
             self.status = "interrupted"
