@@ -48,25 +48,35 @@ _ESCAPED_SURROGATE = re.compile(rb"\\ud[89a-f]", re.IGNORECASE)  # \ud800 to \ud
 
 
 class _NotJson(ValueError):
-    """NaN, Infinity or -Infinity: Python's json reads them, JSON has no such numbers."""
+    """NaN, Infinity, or a number too large for a float (1e400 reads as inf): JSON cannot write them back."""
 
 
 def _reject_constant(name: str) -> Any:
     raise _NotJson(name)
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NotJson(text)
+    return number
+
+
 def parse_entry(raw: bytes | str) -> dict[str, Any] | None:
     """One list element as a message dict, or None when it is not one the chain can send."""
     try:
-        entry = json.loads(raw, parse_constant=_reject_constant)
+        entry = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError, RecursionError):  # JSONDecodeError and _NotJson are ValueErrors
         return None
     if not isinstance(entry, dict):
         return None
-    # The walk over every value costs more than the rest: skip it when the raw text shows it cannot fail
-    # (NaN was refused above; valid UTF-8 holds no surrogates, only \ud800-style escapes can make one).
+    # The walk over every value costs more than the rest: skip it when the raw bytes show it cannot fail.
+    # Numbers were checked above; UTF-8 holds no surrogates, so only \ud800-style escapes can make one
+    # (json.loads also reads UTF-16 and UTF-32, whose bytes hide the escape: they hold NUL bytes, UTF-8 JSON
+    # never does); nesting needs brackets.
     walk = (
         isinstance(raw, str)
+        or b"\x00" in raw
         or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
         or _ESCAPED_SURROGATE.search(raw) is not None
     )
@@ -117,7 +127,7 @@ def _value_problem(value: Any) -> str | None:
             if not item.isascii() and _SURROGATE.search(item):
                 return "text with a lone surrogate (not writable as UTF-8)"
         elif isinstance(item, float) and not math.isfinite(item):
-            return "a number JSON cannot hold (NaN or Infinity)"
+            return "a number JSON cannot hold (NaN, Infinity or out of range)"
     return None
 
 
@@ -160,23 +170,25 @@ def _data_problem(kind: str, data: dict[str, Any]) -> str | None:
     return None
 
 
+# LangChain builds each through a keyword-only factory (tool_call(), invalid_tool_call(), tool_call_chunk()):
+# an unknown key is a TypeError, a wrong type a ValidationError. field -> (key types, required keys, "type")
+_CALL_SHAPES: dict[str, tuple[dict[str, Any], frozenset[str], str]] = {
+    "tool_calls": ({"name": str, "args": dict, "id": (str, None)}, frozenset({"name", "args", "id"}), "tool_call"),
+    "invalid_tool_calls": (
+        {"name": (str, None), "args": (str, None), "id": (str, None), "error": (str, None)},
+        frozenset(),
+        "invalid_tool_call",
+    ),
+    "tool_call_chunks": (
+        {"name": (str, None), "args": (str, None), "id": (str, None), "index": (int, None)},
+        frozenset(),
+        "tool_call_chunk",
+    ),
+}
+
+
 def _ai_problem(data: dict[str, Any], extra: dict[str, Any]) -> str | None:
-    # LangChain builds each through a keyword-only factory (tool_call(), invalid_tool_call(), ...): an
-    # unknown key is a TypeError, a wrong type a ValidationError.
-    shapes: dict[str, tuple[dict[str, Any], frozenset[str], str]] = {
-        "tool_calls": ({"name": str, "args": dict, "id": (str, None)}, frozenset({"name", "args", "id"}), "tool_call"),
-        "invalid_tool_calls": (
-            {"name": (str, None), "args": (str, None), "id": (str, None), "error": (str, None)},
-            frozenset(),
-            "invalid_tool_call",
-        ),
-        "tool_call_chunks": (
-            {"name": (str, None), "args": (str, None), "id": (str, None), "index": (int, None)},
-            frozenset(),
-            "tool_call_chunk",
-        ),
-    }
-    for field, (types, required, tag) in shapes.items():
+    for field, (types, required, tag) in _CALL_SHAPES.items():
         if field not in data:
             continue
         calls = data[field]
@@ -184,6 +196,9 @@ def _ai_problem(data: dict[str, Any], extra: dict[str, Any]) -> str | None:
             return f'"data.{field}" must be a list'
         for i, call in enumerate(calls):
             found = _call_problem(call, types, required, tag)
+            if not found and tag == "tool_call_chunk" and isinstance(call.get("args"), str):
+                found = _embedded_json_problem(call["args"])  # parsed into the tool call LangChain sends
+                found = found and f"'args': {found}"
             if found:
                 return f"data.{field}[{i}]: {found}"
     if data.get("chunk_position") not in (None, "last"):
@@ -236,15 +251,30 @@ def tool_calls_problem(calls: Any) -> str | None:
         if not isinstance(function.get("name"), str) or not isinstance(function.get("arguments"), str):
             return f'[{i}].function: needs "name" and "arguments" (text)'
         # LangChain parses the arguments into the message's tool_calls, whose args must be an object
+        found = _embedded_json_problem(function["arguments"])
+        if found:
+            return f'[{i}].function: "arguments": {found}'
         try:
             args = json.loads(function["arguments"])
         except (ValueError, RecursionError):
             continue  # kept as an invalid tool call, sent as it is
         if args and not isinstance(args, dict):
             return f'[{i}].function: "arguments" must be a JSON object'
-        if isinstance(args, dict) and _value_problem(args):
-            return f'[{i}].function: "arguments": {_value_problem(args)}'
     return None
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _embedded_json_problem(text: str) -> str | None:
+    """JSON held in a string that LangChain parses and sends as values (tool call arguments), checked like an
+    element when it could nest deeply or hold an escaped surrogate."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH and not _SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        return _value_problem(json.loads(text))
+    except (ValueError, RecursionError):  # LangChain may still read it as partial JSON
+        return "deeply nested or escaped-surrogate JSON that does not parse"
 
 
 _TOKEN_DETAILS = {
@@ -301,6 +331,10 @@ def _block_problem(block: dict[str, Any]) -> str | None:
     wrapped = block.get("value") if kind == "non_standard" else None
     if kind == "additional_tools" or (isinstance(wrapped, dict) and wrapped.get("type") == "additional_tools"):
         return "an additional_tools block cannot be sent through Chat Completions"
+    if kind in ("server_tool_call", "server_tool_call_chunk") and isinstance(block.get("args"), str):
+        found = _embedded_json_problem(block["args"])  # parsed by AIMessageChunk, then sent
+        if found:
+            return f"'args': {found}"
     if kind in ("video", "text-plain"):
         return f"a {kind} block cannot be sent to an OpenAI chat model"
     checker = _DATA_BLOCKS.get(kind)

@@ -118,6 +118,35 @@ BREAKS = cases(
     ("function-without-name", element("function", content="x"), 'a function message needs "data.name"'),
     ("remove-type", element("remove", content="", id="m1"), "unknown message type 'remove'"),
     ("nan", '{"type": "human", "data": {"content": [{"type": "text", "text": "x", "n": NaN}]}}', "NaN"),
+    (
+        "number-out-of-range",  # json.loads reads 1e400 as inf, which the request body cannot hold
+        '{"type": "human", "data": {"content": [{"type": "text", "text": "x", "n": 1e400}]}}',
+        "out of range",
+    ),
+    (
+        "tool-call-chunk-args-escaping-a-surrogate",  # LangChain parses the args, then cannot send them
+        element("AIMessageChunk", content="", tool_call_chunks=[{"name": "f", "args": '{"a": "\\ud800"}', "index": 0}]),
+        "lone surrogate",
+    ),
+    (
+        "openai-tool-call-arguments-escaping-a-surrogate",
+        element(
+            "ai",
+            content="",
+            additional_kwargs={"tool_calls": [{"id": "1", "function": {"name": "f", "arguments": '["\\udfff"]'}}]},
+        ),
+        "lone surrogate",
+    ),
+    (
+        "server-tool-call-args-escaping-a-surrogate",
+        element(
+            "AIMessageChunk",
+            content=[{"type": "server_tool_call", "id": "s1", "name": "search", "args": '{"q": "\\ud800"}'}],
+            chunk_position="last",
+            response_metadata={"output_version": "v1"},
+        ),
+        "lone surrogate",
+    ),
     ("lone-surrogate", '{"type": "human", "data": {"content": "\\ud800"}}', "surrogate"),
     (
         "lone-surrogate-in-metadata",

@@ -3,6 +3,7 @@ can show it; held to the real langchain-core / langchain-openai and chatcli's ow
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -117,6 +118,7 @@ def read_back(entry: dict[str, Any]) -> None:
 def test_a_malformed_element_is_refused_and_its_problem_named(raw, problem):
     assert exporting.parse_entry(raw) is None
     assert exporting.parse_entry(raw.encode("utf-8", "surrogatepass")) is None  # as Redis returns it
+    assert exporting.parse_entry(raw.encode("utf-16", "surrogatepass")) is None  # json.loads reads UTF-16 too
     try:
         entry = json.loads(raw)
     except RecursionError:
@@ -197,6 +199,7 @@ def test_messages_the_chain_can_send_are_kept_as_they_are(chain, message):
     raw = json.dumps(entry)  # ensure_ascii: non-ASCII as \u escapes, emoji as surrogate pairs
     assert exporting.parse_entry(raw) == entry
     assert exporting.parse_entry(raw.encode()) == entry
+    assert exporting.parse_entry(raw.encode("utf-16")) == entry
     sent = chain.send([entry])
     assert len(sent) == 3 and sent[0]["role"] == "system" and sent[-1] == {"role": "user", "content": "next"}
     read_back(entry)
@@ -212,9 +215,10 @@ TEXTS = st.one_of(
 )
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.floats(allow_nan=True, allow_infinity=True), TEXTS)
 BLOCK_TYPES = ["text", "image", "audio", "file", "video", "text-plain", "image_url", "input_audio", "additional_tools"]
-BLOCK_TYPES += ["non_standard", "refusal", "reasoning", "tool_call", "tool_use", "weird"]
+BLOCK_TYPES += ["non_standard", "refusal", "reasoning", "tool_call", "server_tool_call", "tool_use", "weird"]
 BLOCK_KEYS = ["type", "text", "url", "base64", "data", "mime_type", "file_id", "id", "source_type", "source", "file"]
 BLOCK_KEYS += ["file_data", "filename", "image_url", "input_audio", "format", "detail", "value", "media_type", "index"]
+BLOCK_KEYS += ["args"]
 KEYS = st.one_of(st.sampled_from(BLOCK_KEYS), TEXTS)
 JSON = st.recursive(
     SCALARS, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(KEYS, kids, max_size=3), max_leaves=10
@@ -248,7 +252,9 @@ def near_blocks(draw: Any) -> Any:
 
 
 CALL_KEYS = ["name", "args", "id", "type", "extras", "error", "index", "function", "zz"]
-ARGUMENTS = st.sampled_from(['{"a": 1}', "{", "[1]", "0", "", '"s"', '{"a": NaN}', "[" * 150 + "]" * 150, "1" * 5000])
+ARGUMENTS = st.sampled_from(
+    ['{"a": 1}', "{", "[1]", "0", "", '"\\ud800"', '{"a": NaN}', "[" * 150 + "]" * 150, "1" * 5000]
+)
 
 
 @st.composite
@@ -345,6 +351,7 @@ NASTY_VALUES = [
     "",
     "x",
     "[1]",
+    '{"a": "\\ud800"}',  # JSON that LangChain parses (tool call arguments) into a lone surrogate
     "\ud800",
     float("nan"),
     float("inf"),
@@ -378,14 +385,15 @@ def mutants(draw: Any) -> dict[str, Any]:
         inner = [(c, k) for c, k in spots if isinstance(c, dict) and "type" in c and c is not entry]
         container, key = draw(st.sampled_from(inner if inner and draw(st.booleans()) else spots))
         action = draw(st.sampled_from(["delete", "replace", "add"]))
+        # copies: sampled values are shared objects, and a second change could alter them in place
         if action == "delete":
             del container[key]
         elif action == "replace":
-            container[key] = draw(NASTY | VOCABULARY | VALUES)
+            container[key] = copy.deepcopy(draw(NASTY | VOCABULARY | VALUES))
         elif isinstance(container, dict):
-            container[draw(VOCABULARY | TEXTS)] = draw(NASTY | VOCABULARY | VALUES)
+            container[draw(VOCABULARY | TEXTS)] = copy.deepcopy(draw(NASTY | VOCABULARY | VALUES))
         else:
-            container.insert(key, draw(VALUES | st.sampled_from(MEDIA)))
+            container.insert(key, copy.deepcopy(draw(VALUES | st.sampled_from(MEDIA))))
     return entry
 
 
@@ -414,29 +422,29 @@ ADDED_VALUES = [None, 5, "x", "\ud800", float("nan")]
 
 
 def single_changes(entry: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    def copy_at(i: int) -> tuple[dict[str, Any], Any, Any]:
-        copy = json.loads(json.dumps(entry))
-        container, key = list(places(copy))[i]
-        return copy, container, key
+    def variant_at(i: int) -> tuple[dict[str, Any], Any, Any]:
+        variant = json.loads(json.dumps(entry))
+        container, key = list(places(variant))[i]
+        return variant, container, key
 
     spots = list(places(entry))
     for i in range(len(spots)):
-        copy, container, key = copy_at(i)
+        variant, container, key = variant_at(i)
         del container[key]
-        yield copy
+        yield variant
         for value in NASTY_VALUES:
-            copy, container, key = copy_at(i)
-            container[key] = json.loads(json.dumps(value))
-            yield copy
+            variant, container, key = variant_at(i)
+            container[key] = copy.deepcopy(value)
+            yield variant
     objects = [-1] + [i for i, (c, k) in enumerate(spots) if isinstance(c[k], dict)]
     for i in objects:
         for key in ADDED_KEYS:
             for value in ADDED_VALUES:
-                copy, container, at = copy_at(max(i, 0))
-                target = copy if i < 0 else container[at]
+                variant, container, at = variant_at(max(i, 0))
+                target = variant if i < 0 else container[at]
                 if key not in target:
                     target[key] = value
-                    yield copy
+                    yield variant
 
 
 @pytest.mark.filterwarnings("ignore:OpenAI may require a filename")  # a base64 file without one: LangChain names it
