@@ -78,12 +78,25 @@ def read_window(store: Any, session_id: str, max_tokens: int, hint: int = 0) -> 
 
 
 def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
-    """The newest messages that fit in `max_tokens` (approximate), starting on a user message."""
+    """The newest messages that fit in `max_tokens` (approximate), starting on a user message, without tool
+    results whose call is not among them (a skipped or trimmed call): OpenAI refuses those with HTTP 400."""
     kept = list(itertools.takewhile(budget(max_tokens), reversed(entries)))
     kept.reverse()
     while kept and exporting.role(kept[0]) != "user":
         kept.pop(0)
-    return kept
+    calls: set[Any] = set()
+    answered = []
+    for entry in kept:
+        data = entry.get("data", {})
+        if exporting.role(entry) == "tool" and data.get("tool_call_id") not in calls:
+            continue
+        if exporting.role(entry) == "assistant":
+            calls = {c.get("id") for c in data.get("tool_calls") or []}
+            calls |= {c.get("id") for c in (data.get("additional_kwargs") or {}).get("tool_calls") or []}
+        elif exporting.role(entry) != "tool":
+            calls = set()
+        answered.append(entry)
+    return answered
 
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
