@@ -212,10 +212,10 @@ class Spool:
 
     def rows(self) -> list[Row]:
         """Every row, in order (for `chatcli spool list`)."""
-        return self._rows("1 = 1", ()) if self.exists() else []
+        return self._rows("1 = 1", ())
 
     def row(self, seq: int) -> Row | None:
-        found = self._rows("seq = ?", (seq,)) if self.exists() else []
+        found = self._rows("seq = ?", (seq,))
         return found[0] if found else None
 
     def retarget(self, seqs: list[int], target: str, prefix: str) -> int:
@@ -236,6 +236,8 @@ class Spool:
             return sum(db.execute("DELETE FROM turns WHERE seq = ?", (s,)).rowcount for s in seqs)
 
     def _rows(self, where: str, params: tuple[Any, ...]) -> list[Row]:
+        if not self.exists():  # nothing to read: do not create the database for it (the disk may be full)
+            return []
         try:
             with self._lock:
                 raw = (
