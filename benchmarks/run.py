@@ -41,6 +41,8 @@ from redis.connection import AbstractConnection  # noqa: E402
 from chatcli.catalog import SessionCatalog  # noqa: E402
 from chatcli.redis_server import find_binary  # noqa: E402
 from chatcli.settings import Settings  # noqa: E402
+from chatcli.spool import Spool  # noqa: E402
+from chatcli.spooled import SpooledStore  # noqa: E402
 from chatcli.store import SessionStore  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -471,7 +473,9 @@ def bench_turns(quick: bool, url: str, tmp: Path) -> None:
                 settings = Settings(
                     home=tmp, base_url=model.base_url, api_key="x", redis_url=url, max_history_tokens=budget
                 )
-                turns[name] = chatcli_turn(Assistant(settings, SessionStore(redis.Redis.from_url(url))), sid)
+                # as chat and ask do: through the spool, which holds each turn until Redis has it (write-ahead)
+                layer = SpooledStore(SessionStore(redis.Redis.from_url(url)), Spool(tmp / f"spool-{sid}"))
+                turns[name] = chatcli_turn(Assistant(settings, layer), sid)
             restore[name] = trim_back(store.keys.session(sid), n)
 
         rounds = 12 if quick else 40

@@ -27,10 +27,10 @@ from pydantic import SecretStr
 
 from chatcli import exporting, reasoning
 from chatcli.errors import ChatcliError, ModelError
-from chatcli.records import TurnRecord, message_id, new_turn_id
+from chatcli.records import TurnRecord, message_id, new_turn_id, with_id
 from chatcli.secrets import StreamScrubber, scrub
 from chatcli.settings import Settings, require_model_key
-from chatcli.store import Window, with_id
+from chatcli.store import Window
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 CHARS_PER_TOKEN = 4
@@ -79,12 +79,25 @@ def read_window(store: Any, session_id: str, max_tokens: int, hint: int = 0) -> 
 
 
 def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
-    """The newest messages that fit in `max_tokens` (approximate), starting on a user message."""
+    """The newest messages that fit in `max_tokens` (approximate), starting on a user message, without tool
+    results whose call is not among them (a skipped or trimmed call): OpenAI refuses those with HTTP 400."""
     kept = list(itertools.takewhile(budget(max_tokens), reversed(entries)))
     kept.reverse()
     while kept and exporting.role(kept[0]) != "user":
         kept.pop(0)
-    return kept
+    calls: set[Any] = set()
+    answered = []
+    for entry in kept:
+        data = entry.get("data", {})
+        if exporting.role(entry) == "tool" and data.get("tool_call_id") not in calls:
+            continue
+        if exporting.role(entry) == "assistant":
+            calls = {c.get("id") for c in data.get("tool_calls") or []}
+            calls |= {c.get("id") for c in (data.get("additional_kwargs") or {}).get("tool_calls") or []}
+        elif exporting.role(entry) != "tool":
+            calls = set()
+        answered.append(entry)
+    return answered
 
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -201,15 +214,13 @@ class Turn:
     history: SessionHistory | None = None
     redactor: StreamScrubber | None = None
     thought_redactor: StreamScrubber | None = None
+    # held from handing a piece over until the consumer asks for the next: a signal meanwhile waits, so a
+    # piece is in `received` exactly when the consumer got it (conversation.show_turn draws it in that time)
+    guard: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
     @property
     def text(self) -> str:
         return "".join(self.received)
-
-    @property
-    def spooled(self) -> bool:
-        """Saved, but only in the local spool (Redis did not take it yet)."""
-        return self.saved and self.history is not None and self.history.saved is False
 
     def __iter__(self) -> Iterator[str]:
         assistant = self.assistant
@@ -239,13 +250,15 @@ class Turn:
                 yield from self._thoughts(tap.take(bool(text)), last=bool(text))
                 piece = redactor.feed(text)
                 if piece:
-                    self.received.append(piece)
-                    yield piece
+                    with self.guard():
+                        self.received.append(piece)
+                        yield piece
             yield from self._thoughts(tap.rest(), last=True)
             rest = redactor.flush()
             if rest:
-                self.received.append(rest)
-                yield rest
+                with self.guard():
+                    self.received.append(rest)
+                    yield rest
             self.status = self._ended()
         except (GeneratorExit, KeyboardInterrupt):
             self.status = "interrupted"
@@ -269,8 +282,9 @@ class Turn:
         pieces = [redactor.feed(thought) for thought in thoughts] + ([redactor.flush()] if last else [])
         for piece in pieces:
             if piece:
-                self.reasoning.append(piece)
-                yield reasoning.Thought(piece)
+                with self.guard():
+                    self.reasoning.append(piece)
+                    yield reasoning.Thought(piece)
 
     def _take_metadata(self, chunk: Any) -> None:
         meta = getattr(chunk, "response_metadata", None) or {}
@@ -382,6 +396,8 @@ class Assistant:
             )
 
     def _history_for(self, session_id: str, turn: Turn | None) -> SessionHistory:
+        """The history RunnableWithMessageHistory reads and writes: the turn's own (config `turn`), or, for a
+        caller that passes `{"session_id": ID, "turn": None}`, a plain one that saves what LangChain hands it."""
         if turn is not None and turn.history is not None:
             return turn.history
         return SessionHistory(self.store, session_id, self.settings.max_history_tokens)

@@ -44,7 +44,7 @@ class DeferredInterrupt:
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
-        self.critical = False
+        self.depth = 0  # nested drawing() blocks: a piece handed over by the turn, then drawn
         self.pending: int | None = None
         self.raised = False
         self.terminated: int | None = None  # SIGTERM or SIGHUP came: end the command once the turn is saved
@@ -52,7 +52,7 @@ class DeferredInterrupt:
     def handler(self, signum: int, _frame: Any) -> None:
         if signum != signal.SIGINT:
             self.terminated = signum
-        if self.critical or self.raised:
+        if self.depth or self.raised:
             self.pending = signum
             return
         self.raised = True
@@ -64,12 +64,13 @@ class DeferredInterrupt:
 
     @contextlib.contextmanager
     def drawing(self) -> Iterator[None]:
-        self.critical = True
+        """A block no signal cuts short; one that came meanwhile is raised when the outermost block ends."""
+        self.depth += 1
         try:
             yield
         finally:
-            self.critical = False
-        if self.pending is not None and not self.raised:
+            self.depth -= 1
+        if self.depth == 0 and self.pending is not None and not self.raised:
             self.raised = True
             raise self.exception(self.pending)
 
@@ -117,6 +118,7 @@ def show_turn(turn: Any, console: Console, err: Console) -> Any:
     settings = getattr(getattr(turn, "assistant", None), "settings", None)
     stream = answer_stream(console, show_reasoning=getattr(settings, "show_reasoning", True), waiting=status)
     interrupts = DeferredInterrupt()
+    turn.guard = interrupts.drawing  # from a piece's hand-over to its drawing: what is saved is what is shown
     with interrupts.installed(), no_echo(sys.stdin), render.notices_held():
         if status is not None:
             status.start()

@@ -1,7 +1,8 @@
 """Stored messages <-> json / jsonl / markdown. Pure functions over LangChain's message dicts.
 
-A stored message is `message_to_dict(m)`: `{"type": "human"|"ai"|..., "data": {"content": ..., ...}}`.
-Nothing here imports LangChain: the non-chat commands read and write these dicts directly.
+A stored message is `message_to_dict(m)`: `{"type": "human"|"ai"|..., "data": {"content": ..., ...}}`;
+the functions here take the dicts `parse_entry` (chatcli.codec) accepted. Nothing here imports LangChain:
+the non-chat commands read and write these dicts directly.
 """
 
 from __future__ import annotations
@@ -11,41 +12,12 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-# The types LangChain's messages_from_dict() understands.
-KNOWN_TYPES = frozenset(
-    {
-        "human",
-        "ai",
-        "system",
-        "chat",
-        "function",
-        "tool",
-        "HumanMessageChunk",
-        "AIMessageChunk",
-        "SystemMessageChunk",
-        "ChatMessageChunk",
-        "FunctionMessageChunk",
-        "ToolMessageChunk",
-    }
-)
+# A list element -> a message dict, None when the chain could not send it: the one check (chatcli.codec).
+from chatcli.codec import parse_entry as parse_entry
 
 ROLE_NAMES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "function"}
 
 FORMATS = ("json", "jsonl", "markdown")
-
-
-def parse_entry(raw: bytes | str) -> dict[str, Any] | None:
-    """One list element as a message dict, or None when it is not one chatcli can use."""
-    try:
-        entry = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(entry, dict) or entry.get("type") not in KNOWN_TYPES:
-        return None
-    data = entry.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("content", ""), (str, list)):
-        return None
-    return entry
 
 
 def encode_entry(entry: dict[str, Any]) -> str:

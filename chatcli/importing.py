@@ -1,6 +1,7 @@
 """Read a conversation to import: chatcli's json and jsonl exports, or the OpenAI messages format.
 
-Everything is validated before anything is written; errors name the line (jsonl) or the JSON position.
+Everything is validated before anything is written, every message by the check readers use
+(chatcli.codec.problem: what the chain can send); errors name the line (jsonl) or the message's position.
 Leading system messages (chatcli's "type": "system" or OpenAI's "role": "system"/"developer") become
 Conversation.system, the session's system prompt, never list elements: the storage contract keeps the system
 prompt in the metadata, and the assistant's trim drops history that does not start on a user message.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatcli import exporting
+from chatcli import codec, exporting
 from chatcli.errors import NotFoundError, UsageError
 from chatcli.files import read_text
 
@@ -112,11 +113,14 @@ def _add(item: Any, where: str, entries: list[dict[str, Any]], system_parts: lis
     if not isinstance(item, dict):
         raise UsageError(f"{where}: expected a message object, got {type(item).__name__}")
     if "type" in item and "data" in item:
-        entry = _stored_entry(item, where)
+        entry = item  # a message_to_dict() dict, kept exactly as it is (so export -> import round-trips)
     elif "role" in item:
         entry = _openai_entry(item, where)
     else:
         raise UsageError(f'{where}: a message needs "type" and "data" (chatcli export) or "role" (OpenAI format)')
+    found = codec.problem(entry)  # exactly what readers skip
+    if found:
+        raise UsageError(f"{where}: {found}")
     if exporting.role(entry) == "system" and not entries:
         # the system prompt is metadata, not a list element (the assistant's trim would drop it)
         system_parts.append(exporting.text(entry))
@@ -124,25 +128,9 @@ def _add(item: Any, where: str, entries: list[dict[str, Any]], system_parts: lis
         entries.append(entry)
 
 
-def _stored_entry(item: dict[str, Any], where: str) -> dict[str, Any]:
-    """A message_to_dict() dict, kept exactly as it is (so export -> import round-trips)."""
-    if item.get("type") not in exporting.KNOWN_TYPES:
-        raise UsageError(f"{where}: unknown message type {item.get('type')!r}")
-    data = item.get("data")
-    if not isinstance(data, dict):
-        raise UsageError(f'{where}: "data" must be an object')
-    if not _valid_content(data.get("content")):
-        raise UsageError(f'{where}: "data.content" must be text or a list of content parts')
-    if exporting.parse_entry(exporting.encode_entry(item)) is None:  # what readers will accept
-        raise UsageError(f"{where}: not a readable message")
-    return item
-
-
-def _valid_content(content: Any) -> bool:
-    return isinstance(content, str) or (isinstance(content, list) and all(isinstance(p, (str, dict)) for p in content))
-
-
 def _openai_entry(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """An OpenAI chat message as the message_to_dict() dict LangChain would store; its fields are checked
+    here under their OpenAI names, the result again by codec.problem() like any message."""
     role = item.get("role")
     kind = OPENAI_ROLES.get(role) if isinstance(role, str) else None
     if kind is None:
@@ -150,8 +138,9 @@ def _openai_entry(item: dict[str, Any], where: str) -> dict[str, Any]:
     content = item.get("content")
     if content is None and kind == "ai":
         content = ""  # an assistant message that only calls tools
-    if not _valid_content(content):
-        raise UsageError(f'{where}: "content" must be text or a list of content parts')
+    found = codec.content_problem(content)
+    if found:
+        raise UsageError(f"{where}: {found}")
     name = item.get("name")
     if name is not None and not isinstance(name, str):
         raise UsageError(f'{where}: "name" must be text')
@@ -166,6 +155,9 @@ def _openai_entry(item: dict[str, Any], where: str) -> dict[str, Any]:
     # the same fields message_to_dict() writes (langchain-core 1.x)
     if kind == "ai":
         if item.get("tool_calls"):
+            found = codec.tool_calls_problem(item["tool_calls"])
+            if found:
+                raise UsageError(f"{where}: tool_calls{found}")
             data["additional_kwargs"]["tool_calls"] = item["tool_calls"]
         data.update(tool_calls=[], invalid_tool_calls=[], usage_metadata=None)
     elif kind == "tool":

@@ -32,6 +32,14 @@ def turn_of(message_id: Any) -> str | None:
     return None
 
 
+def with_id(entry: dict[str, Any], default: str) -> dict[str, Any]:
+    """`entry` with a LangChain message id: its own, else `default`."""
+    data = entry.get("data")
+    if not isinstance(data, dict) or (isinstance(data.get("id"), str) and data["id"]):
+        return entry
+    return {**entry, "data": {**data, "id": default}}
+
+
 @dataclass
 class TurnRecord:
     """Messages to add to one session (oldest first) with the metadata changes that go with them.

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ class Spool:
         self.path = home / SPOOL_NAME
         self.lock_path = home / "spool.lock"
         self._db: sqlite3.Connection | None = None
+        # one connection, used from whichever thread saves a turn (LangChain runs RunnableWithMessageHistory's
+        # save in a worker thread when the chain is invoked): every use of it holds this lock
+        self._lock = threading.RLock()
 
     def exists(self) -> bool:
         return self.path.exists() or (self.home / LEGACY_NAME).exists()
@@ -96,7 +100,7 @@ class Spool:
             os.close(fd)
             old_umask = os.umask(0o077)  # the -wal and -shm files too
             try:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.executescript(_SCHEMA)
@@ -110,24 +114,26 @@ class Spool:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._lock:
+            db = self._connect()
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise SpoolError(f"cannot write the spool {self.path}: {_reason(exc)}") from None
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise SpoolError(f"cannot write the spool {self.path}: {_reason(exc)}") from None
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     @contextlib.contextmanager
     def flushing(self) -> Iterator[None]:
@@ -186,25 +192,30 @@ class Spool:
         """Other Redis servers with turns waiting for them: (target, turns)."""
         if not self.exists():
             return []
-        db = self._connect()
-        found = db.execute(
-            "SELECT target, COUNT(*) FROM turns WHERE target != ? AND state = 'pending' "
-            "GROUP BY target ORDER BY target",
-            (target,),
-        ).fetchall()
+        with self._lock:
+            found = (
+                self._connect()
+                .execute(
+                    "SELECT target, COUNT(*) FROM turns WHERE target != ? AND state = 'pending' "
+                    "GROUP BY target ORDER BY target",
+                    (target,),
+                )
+                .fetchall()
+            )
         return [(str(t), int(n)) for t, n in found]
 
     def count(self, state: str) -> int:
         if not self.exists():
             return 0
-        return int(self._connect().execute("SELECT COUNT(*) FROM turns WHERE state = ?", (state,)).fetchone()[0])
+        with self._lock:
+            return int(self._connect().execute("SELECT COUNT(*) FROM turns WHERE state = ?", (state,)).fetchone()[0])
 
     def rows(self) -> list[Row]:
         """Every row, in order (for `chatcli spool list`)."""
-        return self._rows("1 = 1", ()) if self.exists() else []
+        return self._rows("1 = 1", ())
 
     def row(self, seq: int) -> Row | None:
-        found = self._rows("seq = ?", (seq,)) if self.exists() else []
+        found = self._rows("seq = ?", (seq,))
         return found[0] if found else None
 
     def retarget(self, seqs: list[int], target: str, prefix: str) -> int:
@@ -225,13 +236,19 @@ class Spool:
             return sum(db.execute("DELETE FROM turns WHERE seq = ?", (s,)).rowcount for s in seqs)
 
     def _rows(self, where: str, params: tuple[Any, ...]) -> list[Row]:
-        db = self._connect()
+        if not self.exists():  # nothing to read: do not create the database for it (the disk may be full)
+            return []
         try:
-            raw = db.execute(
-                "SELECT seq, target, prefix, session, turn, state, reason, added, record FROM turns "
-                f"WHERE {where} ORDER BY seq",
-                params,
-            ).fetchall()
+            with self._lock:
+                raw = (
+                    self._connect()
+                    .execute(
+                        "SELECT seq, target, prefix, session, turn, state, reason, added, record FROM turns "
+                        f"WHERE {where} ORDER BY seq",
+                        params,
+                    )
+                    .fetchall()
+                )
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot read the spool {self.path}: {_reason(exc)}") from None
         rows = []

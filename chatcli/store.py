@@ -341,11 +341,3 @@ class SessionStore:
         if ttl:
             for key in self.keys.of_session(session_id):
                 pipe.expire(key, ttl)
-
-
-def with_id(entry: dict[str, Any], default: str) -> dict[str, Any]:
-    """`entry` with a LangChain message id: its own, else `default`."""
-    data = entry.get("data")
-    if not isinstance(data, dict) or (isinstance(data.get("id"), str) and data["id"]):
-        return entry
-    return {**entry, "data": {**data, "id": default}}

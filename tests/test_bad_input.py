@@ -1,4 +1,5 @@
-"""Hostile input: session ids of every shape, and model output that tries to drive the terminal."""
+"""Hostile input: session ids of every shape, model output that tries to drive the terminal, and stored
+messages the chain cannot send."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import os
 import re
 import unicodedata
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chatcli.records import TurnRecord
 from chatcli.store import SessionStore
+from tests.bad_messages import MALFORMED
 from tests.model_server import Reply
 
 SEEDED = ("a", "ab", "a*", "a?", "[a]", "neighbour")
@@ -124,3 +127,55 @@ def test_escape_sequences_and_markup_from_the_model_are_inert_on_a_terminal_and_
         assert "red" in visible and "done" in visible
     answer = json.loads(rdb.lindex("message_store:hostile", 0))
     assert answer["data"]["content"] == HOSTILE_ANSWER  # stored byte for byte
+
+
+# -- stored messages the chain cannot send: one bad element must not make a session unusable ---------------
+
+
+@pytest.mark.parametrize(("raw", "problem"), MALFORMED)
+def test_a_session_with_a_malformed_element_goes_on_without_it(cli, model, rdb, raw, problem):
+    """Written by an import or another program beside good messages (LangChain's layout: LPUSH, newest first)."""
+    key = "message_store:mixed"
+    good = [("human", "Hi! I'm bob"), ("ai", "Hello bob"), ("human", "I like tea"), ("ai", "Noted")]
+    for kind, text in good[:2]:
+        rdb.lpush(key, json.dumps({"type": kind, "data": {"content": text}}))
+    rdb.lpush(key, raw.encode("utf-8", "surrogatepass"))
+    for kind, text in good[2:]:
+        rdb.lpush(key, json.dumps({"type": kind, "data": {"content": text}}))
+    skipped = "(skipped 1 stored entries that are not readable messages)"
+
+    asked = cli("ask", "-s", "mixed", "Whats my name")
+    assert asked.exit_code == 0, asked.stderr
+    assert asked.stdout == "echo: Whats my name\n"
+    assert skipped in asked.stderr and "Error" not in asked.stderr
+    assert [(m["role"], m["content"]) for m in model.last_messages()] == [
+        ("system", "You are a helpful assistant."),
+        ("user", "Hi! I'm bob"),
+        ("assistant", "Hello bob"),
+        ("user", "I like tea"),
+        ("assistant", "Noted"),
+        ("user", "Whats my name"),
+    ]
+
+    shown = cli("history", "show", "mixed")
+    assert shown.exit_code == 0, shown.stderr
+    assert skipped in shown.stderr
+    assert [line for line in shown.stdout.splitlines() if line] == [
+        "user",
+        "Hi! I'm bob",
+        "assistant",
+        "Hello bob",
+        "user",
+        "I like tea",
+        "assistant",
+        "Noted",
+        "user",
+        "Whats my name",
+        "assistant",
+        "echo: Whats my name",
+    ]
+    for fmt in ("json", "markdown"):
+        exported = cli("history", "export", "mixed", "-f", fmt)
+        assert exported.exit_code == 0, exported.stderr
+        assert skipped in exported.stderr and "Whats my name" in exported.stdout
+    assert rdb.llen(key) == 7  # the bad element stays where it was: reading never drops data

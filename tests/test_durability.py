@@ -451,3 +451,42 @@ def test_signals_are_held_while_a_turn_is_saved_even_with_other_threads_running(
         stop.set()
         worker.join()
     assert delivered == ["saved"]
+
+
+def test_the_chain_invoked_as_plain_langchain_saves_through_the_same_history_once(model, redis_proc, tmp_path):
+    """RunnableWithMessageHistory with no chatcli turn bound (`turn`: None): its own save goes through
+    SessionHistory.add_messages, as one idempotent turn with message ids."""
+    from chatcli.assistant import DEFAULT_SYSTEM, Assistant
+    from chatcli.settings import Settings
+
+    settings = Settings(home=tmp_path, base_url=model.base_url, api_key="sk-test-plain")
+    layer, _store, _said = layered(redis_proc.url, tmp_path / "home", prefix="plain:")
+    assistant = Assistant(settings, layer)
+    for question in ("one", "two"):
+        answer = assistant.chain.invoke(
+            {"input": question, "system": DEFAULT_SYSTEM}, config={"configurable": {"session_id": "lc", "turn": None}}
+        )
+        assert answer.content == f"echo: {question}"
+    messages = stored(redis_proc.client(), "lc", "plain:")
+    assert [m["data"]["content"] for m in messages] == ["one", "echo: one", "two", "echo: two"]
+    ids = [m["data"]["id"] for m in messages]
+    assert all(ids) and len(set(ids)) == 4  # every message has an id: its own (LangChain's run id), else ours
+    assert ids[0].endswith("-0") and ids[2].endswith("-0")  # the question carries the turn id
+    assert [m["content"] for m in model.last_messages()[1:]] == ["one", "echo: one", "two"]
+
+
+def test_ask_with_redis_down_and_a_full_disk_exits_3_saying_the_turn_is_not_kept(cli, model, small_disk, monkeypatch):
+    from tests.conftest import free_port
+
+    mount, fill = small_disk
+    home = mount / "home"
+    home.mkdir()
+    monkeypatch.setenv("CHATCLI_HOME", str(home))
+    monkeypatch.setenv("CHATCLI_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    fill()
+    result = cli.run("ask", "-s", "full", "hello")
+    assert result.returncode == 3, result.stderr
+    assert "echo: hello" in result.stdout  # the answer was shown before the save failed
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
+    assert "this turn is not kept" in line and "full" in line
+    assert "Traceback" not in result.stderr

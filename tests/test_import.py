@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, message_to_dict, messages_from_dict
 
+from tests.bad_messages import MALFORMED, NESTED_LIST
+
 _ids = itertools.count()
 
 
@@ -217,3 +219,57 @@ def test_a_system_message_after_the_first_message_stays_in_the_conversation(cli,
     _jsonl(only, SystemMessage("nothing else"))
     refused = cli("history", "import", str(only), "-s", "only")
     assert refused.exit_code == 2 and "only a system prompt" in refused.stderr
+
+
+@pytest.mark.parametrize(("raw", "problem"), MALFORMED)
+def test_a_file_holding_a_message_the_chain_cannot_send_is_refused(cli, model, rdb, tmp_path, raw, problem):
+    """The same check as reading (chatcli.codec): what a session would skip, an import refuses, by position."""
+    good = [json.dumps(message_to_dict(HumanMessage("hi"))), json.dumps(message_to_dict(AIMessage("hello")))]
+    lines = tmp_path / "bad.jsonl"
+    lines.write_text("\n".join([good[0], raw, good[1]]) + "\n", encoding="utf-8", errors="surrogatepass")
+    result = cli("history", "import", str(lines), "-s", "bad")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("Error: bad.jsonl: line 2: ") and problem in result.stderr, result.stderr
+
+    document = tmp_path / "bad.json"
+    document.write_text('{"messages": [' + ", ".join([good[0], raw, good[1]]) + "]}", errors="surrogatepass")
+    result = cli("history", "import", str(document), "-s", "bad")
+    assert result.exit_code == 2, result.stderr
+    # a whole document too deep for json.loads has no message to point at
+    where = "Error: bad.json: " if raw == NESTED_LIST else "Error: bad.json: message 2: "
+    assert result.stderr.startswith(where) and problem in result.stderr, result.stderr
+    assert rdb.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"role": "assistant", "content": None, "tool_calls": "notalist"}, "message 2: tool_calls: must be a list"),
+        (
+            {"role": "assistant", "content": "x", "tool_calls": [{"id": "1"}]},
+            'message 2: tool_calls[0]: needs "function"',
+        ),
+        (
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "1", "function": {"name": "f", "arguments": "[]"}}],
+            },
+            "",  # an empty list parses to no arguments: fine
+        ),
+        ({"role": "user", "content": [5]}, "message 2: content[0]: must be text or an object"),
+        ({"role": "user", "content": [{"type": "image_url"}]}, "message 2: content[0]: an image_url block is"),
+        ({"role": "user", "content": "x", "name": "\ud800"}, "message 2: text with a lone surrogate"),
+    ],
+)
+def test_openai_messages_are_checked_the_same_way(cli, model, rdb, tmp_path, message, expected):
+    path = tmp_path / "oa.json"
+    path.write_text(json.dumps([{"role": "user", "content": "hi"}, message]))
+    result = cli("history", "import", str(path), "-s", "oa")
+    if not expected:
+        assert result.exit_code == 0, result.stderr
+        assert cli("ask", "-s", "oa", "next").exit_code == 0  # and the chain sends it
+        return
+    assert result.exit_code == 2, result.stderr
+    assert f"oa.json: {expected}" in result.stderr, result.stderr
+    assert rdb.dbsize() == 0

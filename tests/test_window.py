@@ -54,3 +54,27 @@ def test_short_messages_past_the_first_read_are_read_again_up_to_the_most(rdb):
     assert _lrange_calls(rdb) - before == 2
     # 200 tokens would hold 50 of these; the second read stops at `most`, the newest 25, in order
     assert window.messages == entries[-most:]
+
+
+def test_a_tool_result_whose_call_is_not_sent_is_not_sent_either():
+    """A stored AI message with tool calls was skipped (unusable) or trimmed: its tool results would make an
+    OpenAI-compatible server answer HTTP 400 on every turn, so they go too; answered calls stay."""
+    from chatcli.assistant import trim
+
+    def msg(kind: str, content: str = "x", **data: object) -> dict:
+        return {"type": kind, "data": {"content": content, **data}}
+
+    call = {"name": "f", "args": {}, "id": "c1", "type": "tool_call"}
+    kept = trim(
+        [
+            msg("human", "q1"),
+            msg("tool", "orphan", tool_call_id="c0"),  # its AI message was skipped
+            msg("human", "q2"),
+            msg("ai", "", tool_calls=[call]),
+            msg("tool", "answered", tool_call_id="c1"),
+            msg("ai", "done"),
+            msg("tool", "late", tool_call_id="c1"),  # after another message: not an answer to c1 any more
+        ],
+        10_000,
+    )
+    assert [m["data"]["content"] for m in kept] == ["q1", "q2", "", "answered", "done"]
