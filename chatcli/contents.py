@@ -70,18 +70,27 @@ def parts(entry: dict[str, Any]) -> list[Part]:
             _add(found, "text", item)
         elif not isinstance(item, dict):
             continue
-        elif isinstance(item.get("text"), str) and item.get("type", "text") in TEXT_TYPES:
+        elif isinstance(item.get("text"), str) and _kind(item, "text") in TEXT_TYPES:
             _add(found, "text", item["text"])
-        elif item.get("type") in REASONING_TYPES:
-            value = item.get(REASONING_TYPES[str(item["type"])])
+        elif _kind(item) in REASONING_TYPES:
+            value = item.get(REASONING_TYPES[_kind(item)])
             if isinstance(value, str) and value:
                 _add(found, "reasoning", value)
-        elif item.get("type") in TOOL_CALL_TYPES:
+        elif _kind(item) in TOOL_CALL_TYPES:
             if not calls_listed:  # LangChain lists them in tool_calls too: shown once, from there
                 _add(found, "attachment", _block_call(item).line())
         else:
             _add(found, "attachment", placeholder(item))
     return [part for part in found if part.text]
+
+
+def _kind(item: dict[str, Any], default: str = "") -> str:
+    kind = item.get("type", default)
+    return kind if isinstance(kind, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _add(found: list[Part], kind: str, text: str) -> None:
@@ -108,7 +117,7 @@ def tool_calls(entry: dict[str, Any]) -> list[ToolCall]:
     data = _data(entry)
     calls: list[ToolCall] = []
     for key, invalid in (("tool_calls", False), ("invalid_tool_calls", True)):
-        for call in data.get(key) or []:
+        for call in _list(data.get(key)):
             if isinstance(call, dict):
                 calls.append(
                     ToolCall(
@@ -120,8 +129,10 @@ def tool_calls(entry: dict[str, Any]) -> list[ToolCall]:
     extra = data.get("additional_kwargs") or {}
     if not isinstance(extra, dict):
         return []
-    raw = extra.get("tool_calls") or ([{"function": extra["function_call"]}] if extra.get("function_call") else [])
-    for call in raw if isinstance(raw, list) else []:
+    raw = _list(extra.get("tool_calls")) or (
+        [{"function": extra["function_call"]}] if extra.get("function_call") else []
+    )
+    for call in raw:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             calls.append(
@@ -146,7 +157,7 @@ def tool_result(entry: dict[str, Any]) -> str:
 
 def placeholder(item: dict[str, Any]) -> str:
     """One line for a content part that is not text: what it is, its name, type, size or address."""
-    kind = str(item.get("type") or "part")
+    kind = _kind(item) or "part"
     label = _LABELS.get(kind, kind.replace("_", " "))
     nested, source, extras, metadata = (_dict(item, key) for key in (kind, "source", "extras", "metadata"))
     name = _first(item.get("filename"), nested.get("filename"), extras.get("filename"), metadata.get("filename"))
