@@ -294,15 +294,21 @@ class SessionStore:
         """Take one turn (by id) out of a session: its messages among the newest `search`, wherever they are.
 
         Each element carries its message id, so LREM of its exact bytes removes that element and no other,
-        whatever other clients pushed meanwhile. None when the turn is not among them.
+        whatever other clients pushed meanwhile. When the answer is among them but not its question, the
+        search goes further back until it finds it: a turn is taken out whole. None when it is not there.
         """
         key, turns_key = self.keys.session(session_id), self.keys.turns(session_id)
-        raw_items = self.run(self.client.lrange, key, 0, search - 1)
-        found: list[tuple[int, Any, dict[str, Any]]] = []
-        for position, raw in enumerate(raw_items):
-            entry = exporting.parse_entry(raw)
-            if entry is not None and turn_of(entry.get("data", {}).get("id")) == turn_id:
-                found.append((position, raw, entry))
+        while True:
+            raw_items = self.run(self.client.lrange, key, 0, search - 1)
+            found: list[tuple[int, Any, dict[str, Any]]] = []
+            for position, raw in enumerate(raw_items):
+                entry = exporting.parse_entry(raw)
+                if entry is not None and turn_of(entry.get("data", {}).get("id")) == turn_id:
+                    found.append((position, raw, entry))
+            whole = any(str(entry["data"].get("id")).endswith("-0") for _p, _r, entry in found)
+            if whole or len(raw_items) < search:
+                break
+            search *= 4  # the question lies further back
         if not found:
             return None
 
