@@ -506,11 +506,6 @@ def test_an_old_spool_line_whose_target_is_not_text_is_kept_unreadable(home):
     assert row.state == "unreadable" and "not text" in (row.reason or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: remove_turn looks at the newest `search` (200) elements only; a turn whose question lies just "
-    "past them loses its answer alone, its id is released, and /retry would send the answer as the question",
-)
 def test_a_turn_at_the_edge_of_the_search_is_taken_back_whole_or_not_at_all(rdb, redis_url):
     store = SessionStore(rdb, where=redis_url)
     store.append_turn(exchange_with("mine"))
