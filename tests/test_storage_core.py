@@ -510,6 +510,7 @@ def test_a_turn_at_the_edge_of_the_search_is_taken_back_whole_or_not_at_all(rdb,
     store = SessionStore(rdb, where=redis_url)
     store.append_turn(exchange_with("mine"))
     _push(rdb, *[f"theirs {i}" for i in range(199)])  # another client's messages since: the answer is the 200th
-    store.remove_turn("s", "mine")
+    removed = store.remove_turn("s", "mine")
     left = [m["data"].get("id") for m in stored(rdb, "s")]
-    assert ("mine-0" in left) == ("mine-1" in left)
+    assert "mine-0" not in left and "mine-1" not in left and len(left) == 199  # taken back whole
+    assert removed is not None and removed.newer == 199
