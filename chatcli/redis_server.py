@@ -1,4 +1,4 @@
-"""Where Redis is: CHATCLI_REDIS_URL / REDIS_URL, or chatcli's own embedded redis-server.
+"""Where Redis is: CHATCLI_REDIS_URL (or --redis-url), or chatcli's own embedded redis-server.
 
 The embedded server listens only on a unix socket under CHATCLI_HOME (no TCP port), keeps its data
 there with AOF on, and is daemonised: it outlives the command that started it (`chatcli server stop`).
@@ -66,7 +66,7 @@ def connect(settings: Settings) -> Connection:
         # a short-lived probe with a short read timeout: a listener that never answers fails in ~1 s
         probe = client_for_url(url, socket_timeout=PROBE_TIMEOUT)
         try:
-            _probe(probe, where, hint="check CHATCLI_REDIS_URL / REDIS_URL / --redis-url")
+            _probe(probe, where, hint="check CHATCLI_REDIS_URL / --redis-url")
         finally:
             probe.close()
         return Connection(client_for_url(url), where, embedded=False)
