@@ -335,6 +335,7 @@ class Assistant:
         self.model_flag = model
         self.temperature_flag = temperature
         self.model = model or settings.model  # the model of the latest turn
+        self.new_session_model = settings.model  # a session with no model of its own: CHATCLI_MODEL, or /model
         self.temperature = temperature
         self.system = system
         self.role = role  # the role whose prompt `system` is: kept with the session
@@ -344,7 +345,7 @@ class Assistant:
 
     def choose(self, meta: dict[str, str]) -> tuple[str, float | None]:
         """The model and temperature of a turn in a session with this metadata."""
-        model = self.model_flag or meta.get("model") or self.settings.model
+        model = self.model_flag or meta.get("model") or self.new_session_model
         temperature = self.temperature_flag
         if temperature is None and meta.get("temperature"):
             with contextlib.suppress(ValueError):
@@ -395,7 +396,7 @@ class Assistant:
         """`/model NAME`: the session's model from now on (kept in its metadata; a --model flag no longer wins)."""
         self.model_flag = None
         self.store.set_meta(session_id, model=model)
-        self.model = model
+        self.model = self.new_session_model = model  # and of the sessions this REPL starts from now on
 
     def session_model(self, session_id: str) -> str:
         """The model the next turn of this session will use."""

@@ -273,9 +273,14 @@ def finish_titles(jobs: list[Any], settings: Settings) -> None:
         return
     sys.stdout.flush()
     if not sys.stdout.isatty():
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's captured output)
+            fd = -1
+        if fd >= 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
     for job in jobs:
         job.join(settings.timeout + 5)
 
