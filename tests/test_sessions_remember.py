@@ -47,6 +47,7 @@ def test_a_session_keeps_its_model_and_a_flag_wins_for_one_run(cli, model, rdb, 
 
 
 def test_slash_model_changes_the_sessions_model_and_says_so(term, model, rdb, cli):  # noqa: F811
+    assert cli("ask", "first", "-s", "sm").exit_code == 0  # the session starts with gpt-4o-mini
     t = term("chat", "-s", "sm")
     t.wait_prompt("sm", 1)
     t.enter("/model test-model")
