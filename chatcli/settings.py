@@ -11,7 +11,7 @@ import io
 import math
 import os
 import re
-import sys
+import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,11 +21,6 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 from chatcli.errors import ModelError, UsageError
 from chatcli.files import read_text
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_PREFIX = "message_store:"
