@@ -451,7 +451,9 @@ def history_show(
     else:
         entries = store.iter_messages(session_id, skipped=skipped)
     if as_json:
-        exporting.write_json(sys.stdout, session_id, entries)
+        exporting.write_json(
+            sys.stdout, session_id, entries, exporting.session_header(session_id, store.get_meta(session_id))
+        )
     else:
         render.print_messages(stdout_console(), entries)
     _skipped_notice(skipped[0])
