@@ -234,8 +234,9 @@ def _assistant(
     return Assistant(settings, store, model=model, temperature=temperature, system=system, role=role)
 
 
-def resolve_session(store: Any, session: str | None, continue_: bool) -> tuple[str, bool]:
-    """(the session id, whether it exists already) for --session / --continue / neither (a new id)."""
+def resolve_session(store: Any, session: str | None, continue_: bool, check: bool = True) -> tuple[str, bool]:
+    """(the session id, whether it exists already) for --session / --continue / neither (a new id). With
+    `check` False (ask), a --session is not looked up: whether it exists only matters to what chat shows."""
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     if continue_:
@@ -246,6 +247,8 @@ def resolve_session(store: Any, session: str | None, continue_: bool) -> tuple[s
             raise NotFoundError("no session to continue yet: start one with `chatcli chat`")
         return found, True
     if session is not None:
+        if not check:
+            return session, False
         try:
             return session, bool(store.exists(session))
         except StorageUnavailable:
@@ -410,7 +413,7 @@ def ask(
     require_model_key(settings)
     session = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
-    session_id, _exists = resolve_session(store, session, continue_)
+    session_id, _exists = resolve_session(store, session, continue_, check=False)
     assistant = _assistant(settings, store, model, temperature, system, role, var)
     if session is None:
         announce_session(session_id, resumed=continue_)
