@@ -42,7 +42,8 @@ def redis_processes_for(sock: Path) -> list[int]:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(b"redis-server" in a for a in args[:1]) and str(sock).encode() in b" ".join(args):
+        server = any(name in a for a in args[:1] for name in (b"redis-server", b"valkey-server"))
+        if server and str(sock).encode() in b" ".join(args):
             pids.append(int(cmdline.parent.name))
     return pids
 
