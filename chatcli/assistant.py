@@ -217,6 +217,10 @@ class Turn:
     # held from handing a piece over until the consumer asks for the next: a signal meanwhile waits, so a
     # piece is in `received` exactly when the consumer got it (conversation.show_turn draws it in that time)
     guard: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+    model: str = ""  # the model asked: --model, else the session's, else CHATCLI_MODEL
+    temperature: float | None = None
+    first: bool = False  # the session had no messages before this turn
+    meta: dict[str, str] = field(default_factory=dict)  # the session's metadata as the turn read it
 
     @property
     def text(self) -> str:
@@ -234,13 +238,17 @@ class Turn:
         window = history.load()
         assistant._used[self.session_id] = len(window.messages) + window.skipped
         system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
+        self.model, self.temperature = assistant.choose(window.meta)
+        self.first = not window.messages and not window.skipped and not window.offline
+        self.meta = window.meta
+        chain = assistant.chain_for(self.model, self.temperature)
         self.redactor = redactor = StreamScrubber()
         self.thought_redactor = StreamScrubber()
         tap = assistant.tap
         tap.reset()
         self.status = "streaming"
         try:
-            stream = assistant.chain.stream(
+            stream = chain.stream(
                 {"input": self.question, "system": system},
                 config={"configurable": {"session_id": self.session_id, "turn": self}},
             )
@@ -326,16 +334,28 @@ class Turn:
                 "output_tokens": self.usage[1],
                 "total_tokens": sum(self.usage),
             }
-        meta = {"model": self.assistant.model}
+        meta: dict[str, str] = {}
         if self.assistant.system:
             meta["system"] = self.assistant.system
+        if self.assistant.role:
+            meta["role"] = self.assistant.role
+        # a session keeps the model (and temperature) it started with, or that /model set: a flag wins for
+        # one run only
+        defaults = {"model": self.model or self.assistant.model}
+        if self.temperature is not None:
+            defaults["temperature"] = repr(self.temperature)
         incr = {"input_tokens": self.usage[0], "output_tokens": self.usage[1]} if self.usage else {}
         question = HumanMessage(content=self.question, id=message_id(self.id, 0))
-        return TurnRecord(self.session_id, [message_to_dict(question), message_to_dict(answer)], self.id, meta, incr)
+        entries = [message_to_dict(question), message_to_dict(answer)]
+        return TurnRecord(self.session_id, entries, self.id, meta, incr, defaults=defaults)
 
 
 class Assistant:
-    """Builds the chain once; `turn(session_id, text)` streams one answer and saves it."""
+    """Builds a chain per model; `turn(session_id, text)` streams one answer and saves it.
+
+    `model`, `temperature` and `system` are what the command line gave for this run: they win over what the
+    session keeps (its metadata), which wins over the settings (CHATCLI_MODEL, ...).
+    """
 
     def __init__(
         self,
@@ -345,46 +365,59 @@ class Assistant:
         model: str | None = None,
         temperature: float | None = None,
         system: str | None = None,
+        role: str | None = None,
     ):
         require_model_key(settings)
         self.settings = settings
         self.store = store
-        self.model = model or settings.model
+        self.model_flag = model
+        self.temperature_flag = temperature
+        self.model = model or settings.model  # the model of the latest turn
+        self.new_session_model = settings.model  # a session with no model of its own: CHATCLI_MODEL, or /model
         self.temperature = temperature
         self.system = system
+        self.role = role  # the role whose prompt `system` is: kept with the session
         self._used: dict[str, int] = {}  # per session: list elements the last turn's window used
         self.tap = reasoning.ReasoningTap()
         # reads the reasoning deltas ChatOpenAI drops; OPENAI_PROXY, which ChatOpenAI would apply to its own
         # client (and refuses beside one given), is applied here
         self.http_client = self.tap.client(proxy=os.environ.get("OPENAI_PROXY") or None)
-        self.chain = self._build_chain()
+        self._chains: dict[tuple[str, float | None], tuple[Any, Any]] = {}
+        self.chain = self.chain_for(self.model, self.temperature)
 
-    def _build_chain(self) -> Any:
+    def choose(self, meta: dict[str, str]) -> tuple[str, float | None]:
+        """The model and temperature of a turn in a session with this metadata."""
+        model = self.model_flag or meta.get("model") or self.new_session_model
+        temperature = self.temperature_flag
+        if temperature is None and meta.get("temperature"):
+            with contextlib.suppress(ValueError):
+                temperature = float(meta["temperature"])
+        self.model, self.temperature = model, temperature
+        return model, temperature
+
+    def chain_for(self, model: str, temperature: float | None) -> Any:
+        key = (model, temperature)
+        if key not in self._chains:
+            self._chains[key] = self._build_chain(model, temperature)
+        self.chain, self.llm = self._chains[key]
+        self.api = api_name(self.llm)
+        return self.chain
+
+    def _build_chain(self, model: str, temperature: float | None) -> Any:
         from langchain_core.runnables import ConfigurableFieldSpec
         from langchain_core.runnables.history import RunnableWithMessageHistory
-        from langchain_openai import ChatOpenAI
 
         prompt = ChatPromptTemplate.from_messages(
             [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{input}")]
         )
         options: dict[str, Any] = {}
-        if self.temperature is not None:
-            options["temperature"] = self.temperature
-        llm = ChatOpenAI(
-            http_client=self.http_client,
-            openai_proxy=None,
-            model=self.model,
-            api_key=SecretStr(self.settings.api_key or "not-needed"),
-            base_url=self.settings.base_url,
-            timeout=self.settings.timeout,
-            max_retries=2,
-            stream_usage=True,
-            **options,
-        )
+        if temperature is not None:
+            options["temperature"] = temperature
+        llm = chat_model(self.settings, model, http_client=self.http_client, openai_proxy=None, **options)
         with warnings.catch_warnings():
             # "RunnableWithMessageHistory is deprecated, use LangGraph persistence": the product asks for it.
             warnings.simplefilter("ignore", DeprecationWarning)
-            return RunnableWithMessageHistory(
+            chain = RunnableWithMessageHistory(
                 prompt | llm,
                 self._history_for,
                 input_messages_key="input",
@@ -394,6 +427,7 @@ class Assistant:
                     ConfigurableFieldSpec(id="turn", annotation=Any, name="The turn being answered", default=None),
                 ],
             )
+        return chain, llm
 
     def _history_for(self, session_id: str, turn: Turn | None) -> SessionHistory:
         """The history RunnableWithMessageHistory reads and writes: the turn's own (config `turn`), or, for a
@@ -402,12 +436,43 @@ class Assistant:
             return turn.history
         return SessionHistory(self.store, session_id, self.settings.max_history_tokens)
 
-    def set_model(self, model: str) -> None:
-        self.model = model
-        self.chain = self._build_chain()
+    def use_model(self, session_id: str, model: str) -> None:
+        """`/model NAME`: the session's model from now on (kept in its metadata; a --model flag no longer wins)."""
+        self.model_flag = None
+        self.store.set_meta(session_id, model=model)
+        self.model = self.new_session_model = model  # and of the sessions this REPL starts from now on
+
+    def session_model(self, session_id: str) -> str:
+        """The model the next turn of this session will use."""
+        return self.choose(self.store.get_meta(session_id))[0]
 
     def turn(self, session_id: str, text: str) -> Turn:
         return Turn(self, session_id, text)
+
+
+def chat_model(settings: Settings, model: str, **options: Any) -> Any:
+    """ChatOpenAI for `model`, on the API settings.chosen_api names: langchain-openai picks the Responses API
+    by itself for some model names (codex, -pro), which Chat-Completions-only servers answer with a misleading
+    404, so chatcli says which API to use unless asked to let it choose (CHATCLI_API=auto)."""
+    from langchain_openai import ChatOpenAI
+
+    api = settings.chosen_api
+    if api != "auto":
+        options["use_responses_api"] = api == "responses"
+    return ChatOpenAI(
+        model=model,
+        api_key=SecretStr(settings.api_key or "not-needed"),
+        base_url=settings.base_url,
+        timeout=settings.timeout,
+        max_retries=2,
+        stream_usage=True,
+        **options,
+    )
+
+
+def api_name(llm: Any) -> str:
+    """Which OpenAI API `llm` calls, for error messages."""
+    return "Responses API, POST /responses" if llm.use_responses_api else "Chat Completions API, POST /chat/completions"
 
 
 def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
@@ -421,13 +486,15 @@ def _model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
 
     from chatcli.settings import redact_url
 
-    where = redact_url(assistant.settings.base_url) if assistant.settings.base_url else "api.openai.com"
+    host = redact_url(assistant.settings.base_url) if assistant.settings.base_url else "api.openai.com"
+    where = f"{host} ({assistant.api})"
     if isinstance(exc, openai.AuthenticationError):
         return ModelError(f"the model API at {where} rejected the API key (HTTP 401): check OPENAI_API_KEY")
     if isinstance(exc, openai.PermissionDeniedError):
         return ModelError(f"the model API at {where} denied access (HTTP 403)")
     if isinstance(exc, openai.NotFoundError):
-        return ModelError(f"the model API at {where} does not know model {assistant.model!r} (HTTP 404)")
+        hint = "; CHATCLI_API=chat uses Chat Completions" if "Responses" in assistant.api else ""
+        return ModelError(f"the model API at {where} does not know model {assistant.model!r} (HTTP 404){hint}")
     if isinstance(exc, openai.RateLimitError):
         return ModelError(f"the model API at {where} is rate limiting (HTTP 429), still after retries; try again later")
     if isinstance(exc, openai.APIStatusError):
@@ -446,3 +513,44 @@ def _model_error(exc: Exception, assistant: Assistant) -> ChatcliError:
 def _short(text: str, width: int = 200) -> str:
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+TITLE_PROMPT = (
+    "Write a title for the conversation below: at most six words, in the language of the conversation. "
+    "Answer with the title alone: no quotes, no punctuation at the end."
+)
+TITLE_WIDTH = 80
+
+
+def title_job(assistant: Assistant, turn: Turn) -> threading.Thread | None:
+    """With CHATCLI_AUTO_TITLE, after a session's first answer: a thread that asks the model for a short
+    title and stores it unless the session has one (a title the user set is never overwritten: HSETNX).
+    The answer is already shown; nothing waits for the thread but the end of the command."""
+    if not assistant.settings.auto_title or not turn.first or turn.status != "complete" or turn.meta.get("title"):
+        return None
+    thread = threading.Thread(target=write_title, args=(assistant, turn), name="chatcli-title", daemon=True)
+    thread.start()
+    return thread
+
+
+def write_title(assistant: Assistant, turn: Turn) -> str | None:
+    """Ask for a title and store it where the session has none; any failure leaves the default title."""
+    from langchain_core.messages import SystemMessage
+
+    try:
+        llm = assistant._chains[(turn.model, turn.temperature)][1]  # built by the turn; read, not changed
+        conversation = f"User: {turn.question[:2000]}\n\nAssistant: {turn.text[:2000]}"
+        reply = llm.invoke([SystemMessage(TITLE_PROMPT), HumanMessage(conversation)])
+        title = clean_title(exporting.text({"data": {"content": reply.content}}))
+        if title:
+            assistant.store.set_fields(turn.session_id, {"title": title, "title_by": "model"}, only_missing=True)
+        return title or None
+    except Exception:  # a title is a nicety: the session keeps its default title (the first question)
+        return None
+
+
+def clean_title(text: str) -> str:
+    """The first line of a model's answer, without quotes, markup or a final full stop, cut short."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = scrub(" ".join(line.split())).strip("#*_`\"'“”‘’ ").removeprefix("Title:").strip().rstrip(".")
+    return line if len(line) <= TITLE_WIDTH else line[: TITLE_WIDTH - 1] + "…"

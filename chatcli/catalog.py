@@ -45,6 +45,18 @@ class SessionCatalog:
     def session_count(self) -> int:
         return int(self.run(self.client.zcard, self.keys.index))
 
+    def newest(self, count: int) -> list[str]:
+        """The ids of the `count` most recently active indexed sessions, newest first."""
+        return [as_text(m) for m in self.run(self.client.zrevrange, self.keys.index, 0, count - 1)] if count else []
+
+    def describe_ids(self, session_ids: list[str], batch: int = 500) -> list[SessionInfo]:
+        """Rows for these sessions, in the order given (those gone meanwhile are left out)."""
+        rows: list[SessionInfo] = []
+        for start in range(0, len(session_ids), batch):
+            described = self._describe([(sid, None) for sid in session_ids[start : start + batch]])
+            rows += [info for info in described if isinstance(info, SessionInfo)]
+        return rows
+
     def most_recent(self) -> str | None:
         """The most recently active session that still exists (expired ones are dropped from the index)."""
         while True:

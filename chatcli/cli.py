@@ -50,6 +50,10 @@ spool_app = typer.Typer(
     help="Turns kept on this machine that Redis does not have yet: list, send, export, drop.", no_args_is_help=True
 )
 app.add_typer(spool_app, name="spool")
+roles_app = typer.Typer(
+    help="Roles: named system prompts kept in Redis, shared by every machine on it.", no_args_is_help=True
+)
+app.add_typer(roles_app, name="roles")
 
 _state = {"traceback": False}
 
@@ -208,10 +212,80 @@ def main_callback(
 # -- chat and ask -----------------------------------------------------------------------------------
 
 
-def _assistant(settings: Settings, store: Any, model: str | None, temperature: float | None, system: str | None) -> Any:
+def _assistant(
+    settings: Settings,
+    store: Any,
+    model: str | None,
+    temperature: float | None,
+    system: str | None,
+    role: str | None = None,
+    variables: list[str] | None = None,
+) -> Any:
+    """The assistant for this run; with --role, its prompt (placeholders filled from --var) is the system
+    prompt, kept with the session together with the role's name."""
     from chatcli.assistant import Assistant
 
-    return Assistant(settings, store, model=model, temperature=temperature, system=system)
+    if role is not None:
+        from chatcli.roles import RoleBook, parse_vars
+
+        system = RoleBook(store).prompt_for(role, parse_vars(variables or []))
+    elif variables:
+        raise UsageError("--var fills the placeholders of a role: give --role NAME too")
+    return Assistant(settings, store, model=model, temperature=temperature, system=system, role=role)
+
+
+def resolve_session(store: Any, session: str | None, continue_: bool, check: bool = True) -> tuple[str, bool]:
+    """(the session id, whether it exists already) for --session / --continue / neither (a new id). With
+    `check` False (ask), a --session is not looked up: whether it exists only matters to what chat shows."""
+    if session is not None and continue_:
+        raise UsageError("--session and --continue exclude each other")
+    if continue_:
+        from chatcli.catalog import SessionCatalog
+
+        found = SessionCatalog(store.store).most_recent()
+        if found is None:
+            raise NotFoundError("no session to continue yet: start one with `chatcli chat`")
+        return found, True
+    if session is not None:
+        if not check:
+            return session, False
+        try:
+            return session, bool(store.exists(session))
+        except StorageUnavailable:
+            return session, False  # Redis is down: the turns are spooled (the store says so)
+    return new_session_id(), False
+
+
+def announce(store: Any, assistant: Any, session_id: str, resumed: bool) -> None:
+    """The session line, and for a resumed session where you were (recap_lines)."""
+    announce_session(session_id, resumed)
+    if resumed:
+        from chatcli.recap import recap_lines
+
+        console = stdout_console()
+        console = console if console.is_terminal else stderr_console()
+        for line in recap_lines(store, session_id, assistant):
+            render.print_notice(console, "  " + line)
+
+
+def finish_titles(jobs: list[Any], settings: Settings) -> None:
+    """Wait for the titles still being written (CHATCLI_AUTO_TITLE) once every answer is out: a pipe reading
+    the answers is closed first, so nothing downstream waits for them."""
+    jobs = [job for job in jobs if job is not None and job.is_alive()]
+    if not jobs:
+        return
+    sys.stdout.flush()
+    if not sys.stdout.isatty():
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's captured output)
+            fd = -1
+        if fd >= 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+    for job in jobs:
+        job.join(settings.timeout + 5)
 
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model name (CHATCLI_MODEL).")]
@@ -229,14 +303,27 @@ ShowReasoning = Annotated[
         show_default=False,
     ),
 ]
+Continue = Annotated[bool, typer.Option("--continue", "-c", help="Resume the most recently active session.")]
+RoleOpt = Annotated[
+    str | None, typer.Option("--role", help="A role's prompt (`chatcli roles list`) as the system prompt.")
+]
+VarOpt = Annotated[
+    list[str] | None, typer.Option("--var", help="name=value for a {placeholder} of the role's prompt (repeatable).")
+]
 Ttl = Annotated[
     int | None,
     typer.Option("--ttl", help=f"Seconds an idle session lives, refreshed on each turn, 1 to {MAX_TTL} (CHATCLI_TTL)."),
 ]
 
 
-def check_turn_options(system: str | None, temperature: float | None) -> None:
-    """--system and --temperature, before anything is written (typer's range check lets nan through)."""
+def check_turn_options(system: str | None, temperature: float | None, role: str | None = None) -> None:
+    """--system, --role and --temperature, before anything is written (typer's range check lets nan through)."""
+    if system is not None and role is not None:
+        raise UsageError("--system and --role exclude each other: a role is a system prompt")
+    if role is not None:
+        from chatcli.roles import checked_name
+
+        checked_name(role)
     if system is not None:
         utf8_text("--system", system)
     if temperature is not None and not 0 <= temperature <= 2:
@@ -247,43 +334,32 @@ def check_turn_options(system: str | None, temperature: float | None) -> None:
 @handle_errors
 def chat(
     session: SessionOpt = None,
-    continue_: Annotated[
-        bool, typer.Option("--continue", "-c", help="Resume the most recently active session.")
-    ] = False,
+    continue_: Continue = False,
     model: Model = None,
     system: System = None,
     temperature: Temperature = None,
+    role: RoleOpt = None,
+    var: VarOpt = None,
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
 ) -> None:
-    """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
+    """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn.
+
+    A session keeps its model, temperature, system prompt and role: --model and --temperature given for a
+    session that has its own win for this run only."""
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
-    check_turn_options(system, temperature)
+    check_turn_options(system, temperature, role)
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
-    session_id = checked_id(session) if session is not None else None
+    session = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
-    resumed = False
-    if continue_:
-        from chatcli.catalog import SessionCatalog
-
-        session_id = SessionCatalog(store.store).most_recent()
-        if session_id is None:
-            raise NotFoundError("no session to continue yet: start one with `chatcli chat`")
-        resumed = True
-    elif session_id is not None:
-        try:
-            resumed = store.exists(session_id)
-        except StorageUnavailable:
-            resumed = False  # Redis is down: the turns are spooled (the store says so)
-    else:
-        session_id = new_session_id()
-    assistant = _assistant(settings, store, model, temperature, system)
+    session_id, resumed = resolve_session(store, session, continue_)
+    assistant = _assistant(settings, store, model, temperature, system, role, var)
     if sys.stdin.isatty() or session is None:
-        announce_session(session_id, resumed)
+        announce(store, assistant, session_id, resumed)
     if sys.stdin.isatty():
         from chatcli.repl import ChatRepl
 
@@ -293,10 +369,12 @@ def chat(
 
 
 def _scripted_chat(assistant: Any, session_id: str) -> None:
+    from chatcli.assistant import title_job
     from chatcli.conversation import show_turn
 
     console, err = stdout_console(), stderr_console()
     failed: ChatcliError | None = None
+    titles = []
     for line in stdin_text():
         text = line.rstrip("\n")
         if not text.strip():
@@ -309,6 +387,8 @@ def _scripted_chat(assistant: Any, session_id: str) -> None:
             continue
         if turn.status == "interrupted":  # Ctrl-C ends a script: the lines after it are not sent
             raise typer.Exit(int(ExitCode.INTERRUPTED))
+        titles.append(title_job(assistant, turn))
+    finish_titles(titles, assistant.settings)
     if failed is not None:
         raise typer.Exit(int(failed.exit_code))
 
@@ -320,32 +400,40 @@ def ask(
         str | None, typer.Argument(help="The question; stdin (when piped) is appended.", show_default=False)
     ] = None,
     session: SessionOpt = None,
+    continue_: Continue = False,
     model: Model = None,
     system: System = None,
     temperature: Temperature = None,
+    role: RoleOpt = None,
+    var: VarOpt = None,
     base_url: BaseUrl = None,
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
-    check_turn_options(system, temperature)
+    if session is not None and continue_:
+        raise UsageError("--session and --continue exclude each other")
+    check_turn_options(system, temperature, role)
     piped = "" if sys.stdin.isatty() else stdin_text().read()
     text = "\n\n".join(part for part in (utf8_text("the question", question or ""), piped.strip("\n")) if part.strip())
     if not text:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
-    session_id = checked_id(session) if session is not None else new_session_id()
+    session = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
-    assistant = _assistant(settings, store, model, temperature, system)
+    session_id, _exists = resolve_session(store, session, continue_, check=False)
+    assistant = _assistant(settings, store, model, temperature, system, role, var)
     if session is None:
-        announce_session(session_id)
+        announce_session(session_id, resumed=continue_)
+    from chatcli.assistant import title_job
     from chatcli.conversation import show_turn
 
     turn = show_turn(assistant.turn(session_id, text), stdout_console(), stderr_console())
     if turn.status == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+    finish_titles([title_job(assistant, turn)], settings)
 
 
 # -- history ----------------------------------------------------------------------------------------
@@ -378,7 +466,9 @@ def history_show(
     else:
         entries = store.iter_messages(session_id, skipped=skipped)
     if as_json:
-        exporting.write_json(sys.stdout, session_id, entries)
+        exporting.write_json(
+            sys.stdout, session_id, entries, exporting.session_header(session_id, store.get_meta(session_id))
+        )
     else:
         render.print_messages(stdout_console(), entries, show_reasoning=settings.show_reasoning)
     _skipped_notice(skipped[0])
@@ -404,12 +494,13 @@ def history_export(
     store = open_store(settings_for(redis_url=redis_url))
     store.require(session_id)
     skipped = [0]
+    header = exporting.session_header(session_id, store.get_meta(session_id))
     entries = store.iter_messages(session_id, skipped=skipped)
     writer = exporting.WRITERS[fmt]
     if output is None:
-        writer(sys.stdout, session_id, entries)
+        writer(sys.stdout, session_id, entries, header)
     else:
-        count = write_atomically(output, lambda out: writer(out, session_id, entries))
+        count = write_atomically(output, lambda out: writer(out, session_id, entries, header))
         render.print_notice(stderr_console(), f"wrote {count} messages to {output}")
     _skipped_notice(skipped[0])
 
@@ -436,7 +527,11 @@ def history_import(
         raise UsageError("--append and --replace exclude each other")
     conversation = read_conversation(file)  # validated completely before anything is written
     session_id = checked_id(session or conversation.session or file.stem)
-    meta = {"system": conversation.system} if conversation.system else {}
+    # the export's header (title, model, times...) restores the session as it was; appended to a session,
+    # only its system prompt is taken, as the file's leading system messages are
+    header = {} if append else dict(conversation.header)
+    system = conversation.header.get("system") or conversation.system
+    meta = {**header, **({"system": system} if system else {})}
     store = open_store(settings_for(redis_url=redis_url))
     mode = "append" if append else "replace" if replace else "new"
     from chatcli.transfers import import_session
@@ -444,9 +539,10 @@ def history_import(
     import_session(store, session_id, conversation.entries, mode=mode, meta=meta)
     count = len(conversation.entries)
     done = f"imported {_plural(count, 'message')} into session {session_id}"
-    if conversation.system:  # the file's leading system message(s): metadata, not list elements
+    if system:  # the header's or the leading system message(s): metadata, not list elements
         replaced = " (replacing the session's previous one, if any)" if append else ""
-        done += f"; its system prompt is now the file's leading system message{replaced}"
+        source = "export's" if conversation.header.get("system") else "file's leading system message"
+        done += f"; its system prompt is now the {source}{replaced}"
     render.print_notice(stderr_console(), done)
 
 
@@ -520,10 +616,29 @@ def sessions_delete(
     render.print_notice(stderr_console(), f"deleted {len(session_ids)} session{'s' if len(session_ids) != 1 else ''}")
 
 
+DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="List what would be deleted; delete nothing.")]
+NEWEST_NAMED = 3  # how many of the sessions to delete a confirmation names
+
+
+def _doomed(count: int, newest: list[str]) -> str:
+    """'12 sessions (newest: a, b, c and 9 more)': what a confirmation names."""
+    shown = ", ".join(newest[:NEWEST_NAMED])
+    more = f" and {count - len(newest[:NEWEST_NAMED])} more" if count > NEWEST_NAMED else ""
+    return f"{_plural(count)} ({'newest: ' if count > 1 else ''}{shown}{more})"
+
+
+def _dry_run(catalog: Any, ids: list[str], what: str) -> None:
+    """`--dry-run`: the sessions that would go, newest activity first, as `sessions list` shows them."""
+    rows = catalog.describe_ids(ids)
+    render.print_sessions(stdout_console(), rows)
+    render.print_notice(stderr_console(), f"would delete {_plural(len(ids))} {what}; nothing deleted (--dry-run)")
+
+
 @sessions_app.command("clear")
 @handle_errors
 def sessions_clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: DryRun = False,
     redis_url: RedisUrl = None,
 ) -> None:
     """Delete every session in chatcli's index (other keys in Redis are left alone)."""
@@ -532,14 +647,12 @@ def sessions_clear(
     if count == 0:
         render.print_notice(stderr_console(), "no sessions to delete")
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(f"would delete {count} sessions: pass --yes to confirm (stdin is not a terminal)")
-        if not typer.confirm(f"Delete all {count} sessions?", default=False, err=True):
-            render.print_notice(stderr_console(), "nothing deleted")
-            raise typer.Exit(int(ExitCode.ERROR))
+    if dry_run:
+        _dry_run(catalog, catalog.newest(count), "(every session)")
+        return
+    _confirm(f"all {_doomed(count, catalog.newest(NEWEST_NAMED))}", yes)
     deleted = catalog.clear()
-    render.print_notice(stderr_console(), f"deleted {deleted} session{'s' if deleted != 1 else ''}")
+    render.print_notice(stderr_console(), f"deleted {_plural(deleted)}")
 
 
 def _confirm(what: str, yes: bool) -> None:
@@ -555,6 +668,24 @@ def _confirm(what: str, yes: bool) -> None:
 
 def _plural(count: int, word: str = "session") -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+@sessions_app.command("title")
+@handle_errors
+def sessions_title(
+    session_id: SessionArg,
+    title: Annotated[str, typer.Argument(help="The title (shown by `sessions list`).", show_default=False)],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Set a session's title (a title written by the model, CHATCLI_AUTO_TITLE, never replaces it)."""
+    checked_id(session_id)
+    text = " ".join(utf8_text("the title", title).split())
+    if not text:
+        raise UsageError("the title is empty")
+    store = open_store(settings_for(redis_url=redis_url))
+    if not store.set_fields(session_id, {"title": text, "title_by": "user"}):
+        raise NotFoundError(f"no session named {session_id!r}")
+    render.print_notice(stderr_console(), f"title of {session_id} set")
 
 
 @sessions_app.command("adopt")
@@ -604,6 +735,7 @@ def sessions_prune(
         str, typer.Option("--older-than", help="Idle longer than this: 90s, 15m, 12h, 30d, 2w.", show_default=False)
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: DryRun = False,
     redis_url: RedisUrl = None,
 ) -> None:
     """Delete sessions idle longer than --older-than (by their last activity in the index)."""
@@ -617,9 +749,97 @@ def sessions_prune(
     if not ids:
         render.print_notice(stderr_console(), f"no sessions idle longer than {older_than}")
         return
-    _confirm(f"{_plural(len(ids))} idle longer than {older_than}", yes)
+    newest = ids[::-1]  # idle_sessions gives them oldest first
+    if dry_run:
+        _dry_run(catalog, newest, f"idle longer than {older_than}")
+        return
+    _confirm(f"{_doomed(len(ids), newest)} idle longer than {older_than}", yes)
     deleted = catalog.delete_in_batches(ids)
     render.print_notice(stderr_console(), f"deleted {_plural(deleted)}")
+
+
+# -- roles ------------------------------------------------------------------------------------------
+
+RoleName = Annotated[str, typer.Argument(help="The role's name.", show_default=False)]
+
+
+def open_roles(redis_url: str | None) -> Any:
+    from chatcli.roles import RoleBook
+
+    return RoleBook(open_store(settings_for(redis_url=redis_url)))
+
+
+@roles_app.command("add")
+@handle_errors
+def roles_add(
+    name: RoleName,
+    prompt: Annotated[
+        str | None, typer.Argument(help="The system prompt; {name} placeholders are filled by --var.")
+    ] = None,
+    from_file: Annotated[Path | None, typer.Option("--from", help="Read the prompt from this file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the role if it exists.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Add a role: a named system prompt for `chat --role NAME` and `ask --role NAME`."""
+    from chatcli.files import read_text
+    from chatcli.roles import checked_name
+
+    checked_name(name)
+    if (prompt is None) == (from_file is None):
+        raise UsageError("give the prompt as an argument or with --from FILE (one of them)")
+    if from_file is not None:
+        if not from_file.is_file():
+            raise NotFoundError(f"no such file: {from_file}")
+        prompt = read_text(from_file)
+    assert prompt is not None
+    if not open_roles(redis_url).add(name, prompt, replace=force):
+        raise UsageError(f"role {name!r} exists: pass --force to replace it")
+    render.print_notice(stderr_console(), f"role {name} saved")
+
+
+@roles_app.command("list")
+@handle_errors
+def roles_list(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"roles": [{"name", "prompt"}]} as JSON.')] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """List the roles: name, placeholders and the prompt's first line."""
+    from chatcli.roles import placeholders
+
+    roles = open_roles(redis_url).all()
+    if as_json:
+        payload = {"roles": [{"name": r.name, "prompt": r.prompt} for r in roles]}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        return
+    console = stdout_console()
+    if not roles:
+        render.print_notice(console, 'no roles yet: add one with `chatcli roles add NAME "prompt"`')
+        return
+    width = max(len(r.name) for r in roles)
+    for role in roles:
+        try:
+            needs = " ".join("{" + p + "}" for p in placeholders(role.prompt))
+        except UsageError:
+            needs = ""
+        line = f"{role.name:<{width}}  {needs + '  ' if needs else ''}{role.summary}"
+        console.print(render.sanitize(line), markup=False, highlight=False, soft_wrap=True, overflow="ellipsis")
+
+
+@roles_app.command("show")
+@handle_errors
+def roles_show(name: RoleName, redis_url: RedisUrl = None) -> None:
+    """Print a role's prompt as it is stored."""
+    prompt = open_roles(redis_url).get(name).prompt
+    sys.stdout.write(render.sanitize(prompt) if sys.stdout.isatty() else prompt)
+    sys.stdout.write("" if prompt.endswith("\n") else "\n")
+
+
+@roles_app.command("delete")
+@handle_errors
+def roles_delete(name: RoleName, redis_url: RedisUrl = None) -> None:
+    """Delete a role (sessions started with it keep their system prompt)."""
+    open_roles(redis_url).delete(name)
+    render.print_notice(stderr_console(), f"role {name} deleted")
 
 
 # -- doctor -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from chatcli.errors import ChatcliError
 from chatcli.files import private_dir
-from chatcli.settings import Settings, mask_secret, redact_url
+from chatcli.settings import Settings, key_destination_problem, mask_secret, redact_url
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -71,9 +71,12 @@ def setting_checks(settings: Settings) -> list[Check]:
         "base_url": lambda v: redact_url(v) if v else f"(not set: {OPENAI_BASE_URL})",
         "ttl": lambda v: f"{v} s" if v else "(not set: sessions live forever)",
         "timeout": lambda v: f"{v:g} s",
+        "api": lambda v: v or f"(not set: {settings.chosen_api})",
+        "auto_title": lambda v: "on" if v else "off",
     }
     checks = [home_check(settings)]
-    for name in ("api_key", "base_url", "model", "redis_url", "key_prefix", "max_history_tokens", "timeout", "ttl"):
+    names = ("api_key", "base_url", "api", "model", "redis_url", "key_prefix", "max_history_tokens", "timeout", "ttl")
+    for name in (*names, "auto_title"):
         value = getattr(settings, name)
         text = shown.get(name, repr)(value)
         checks.append(Check(True, name, f"{text}  [{settings.sources.get(name, 'default')}]"))
@@ -267,6 +270,9 @@ def model_checks(settings: Settings) -> list[Check]:
             Check(False, "api key", "OPENAI_API_KEY is not set (needed for api.openai.com)"),
             Check(False, "model endpoint", f"{base}: not checked without an API key"),
         ]
+    refused = key_destination_problem(settings)
+    if refused:
+        return [Check(False, "api key", refused), Check(False, "model endpoint", f"{base}: not checked")]
     if settings.api_key:
         key = Check(True, "api key", f"{mask_secret(settings.api_key)}  [{settings.sources.get('api_key')}]")
     else:
@@ -282,15 +288,44 @@ def model_checks(settings: Settings) -> list[Check]:
         key = Check(False, "api key", f"{base} rejected it (HTTP {response.status_code})")
         return [key, Check(False, "model endpoint", f"{shown}: HTTP {response.status_code}")]
     if response.status_code != 200:
-        return [key, Check(False, "model endpoint", f"{shown}: HTTP {response.status_code}")]
+        return [key, *chat_checks(settings, headers, f"{shown}: HTTP {response.status_code}")]
     try:
         ids = [str(m.get("id")) for m in response.json().get("data", []) if isinstance(m, dict)]
     except (ValueError, AttributeError):
-        return [key, Check(False, "model endpoint", f"{shown}: not an OpenAI-style model list")]
+        return [key, *chat_checks(settings, headers, f"{shown}: not an OpenAI-style model list")]
     endpoint = Check(True, "model endpoint", f"{base}: reachable, lists {len(ids)} models")
     if settings.model in ids:
         return [key, endpoint, Check(True, "model known", f"{settings.model} is available")]
     return [key, endpoint, Check(False, "model known", f"{settings.model} is not among the models {base} lists")]
+
+
+def chat_checks(settings: Settings, headers: dict[str, str], problem: str) -> list[Check]:
+    """The model list could not be read (`problem`): many OpenAI-compatible servers have no /models. A
+    one-token request on the API chatcli uses tells whether chat itself works: then the missing list is only
+    a warning."""
+    import httpx
+
+    base = (settings.base_url or OPENAI_BASE_URL).rstrip("/")
+    responses = settings.chosen_api == "responses"
+    path = "/responses" if responses else "/chat/completions"
+    if responses:
+        body: dict[str, Any] = {"model": settings.model, "input": "Say ok.", "max_output_tokens": 16}
+    else:
+        body = {"model": settings.model, "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 1}
+    parts = urlsplit(base)
+    url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
+    try:
+        response = httpx.post(url, headers=headers, json=body, timeout=settings.timeout)
+        worked = response.status_code == 200
+        why = f"HTTP {response.status_code}"
+    except httpx.HTTPError as exc:
+        worked, why = False, f"cannot connect: {exc}"
+    if not worked:
+        return [Check(False, "model endpoint", f"{problem}; a test chat (POST {path}) failed too: {why}")]
+    return [
+        Check(True, "model endpoint", f"warning: {problem} (no model list); a test chat (POST {path}) worked"),
+        Check(True, "model known", f"{settings.model} answered a test chat"),
+    ]
 
 
 def spool_check(settings: Settings) -> Check:

@@ -59,9 +59,38 @@ def title_from(entry: dict[str, Any] | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def write_json(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> int:
-    """`{"session": ID, "messages": [...]}`, written message by message (constant memory)."""
-    out.write('{"session": ' + json.dumps(session_id, ensure_ascii=False) + ', "messages": [')
+# The session's own settings an export carries (and `history import` restores), in this order.
+HEADER_FIELDS = ("title", "title_by", "system", "role", "model", "temperature", "created", "updated")
+HEADER_TIMES = ("created", "updated")
+
+
+def session_header(session_id: str, meta: dict[str, str]) -> dict[str, Any]:
+    """The export header of a session: its id and the HEADER_FIELDS its metadata has (times as ISO-8601 UTC)."""
+    from datetime import datetime, timezone
+
+    header: dict[str, Any] = {"session": session_id}
+    for name in HEADER_FIELDS:
+        value = meta.get(name)
+        if not value:
+            continue
+        if name in HEADER_TIMES:
+            try:
+                when = datetime.fromtimestamp(float(value), tz=timezone.utc)
+            except (ValueError, OverflowError, OSError):
+                continue
+            value = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+        header[name] = value
+    return header
+
+
+def write_json(
+    out: Any, session_id: str, entries: Iterable[dict[str, Any]], header: dict[str, Any] | None = None
+) -> int:
+    """`{"session": ID, "header": {...}, "messages": [...]}`, written message by message (constant memory)."""
+    out.write('{"session": ' + json.dumps(session_id, ensure_ascii=False))
+    if header:
+        out.write(', "header": ' + json.dumps(header, ensure_ascii=False))
+    out.write(', "messages": [')
     count = 0
     for entry in entries:
         out.write(("\n  " if count == 0 else ",\n  ") + encode_entry(entry))
@@ -70,7 +99,12 @@ def write_json(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> 
     return count
 
 
-def write_jsonl(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> int:
+def write_jsonl(
+    out: Any, session_id: str, entries: Iterable[dict[str, Any]], header: dict[str, Any] | None = None
+) -> int:
+    """One message per line; with a header, a first line `{"header": {...}}`."""
+    if header:
+        out.write(json.dumps({"header": header}, ensure_ascii=False) + "\n")
     count = 0
     for entry in entries:
         out.write(encode_entry(entry) + "\n")
@@ -78,7 +112,17 @@ def write_jsonl(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) ->
     return count
 
 
-def markdown_blocks(session_id: str, entries: Iterable[dict[str, Any]]) -> Iterator[str]:
+def front_matter(header: dict[str, Any]) -> str:
+    """YAML front matter; every value a JSON string, which YAML reads as a double-quoted scalar."""
+    lines = [f"{name}: {json.dumps(str(value), ensure_ascii=False)}" for name, value in header.items()]
+    return "---\n" + "\n".join(lines) + "\n---\n\n"
+
+
+def markdown_blocks(
+    session_id: str, entries: Iterable[dict[str, Any]], header: dict[str, Any] | None = None
+) -> Iterator[str]:
+    if header:
+        yield front_matter(header)
     yield f"# Session {session_id}\n"
     for entry in entries:
         note = ", ".join(k.replace("_", " ") for k, v in flags(entry).items() if v)
@@ -120,10 +164,13 @@ def markdown_body(entry: dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
-def write_markdown(out: Any, session_id: str, entries: Iterable[dict[str, Any]]) -> int:
-    count = -1
-    for count, block in enumerate(markdown_blocks(session_id, entries)):  # noqa: B007
+def write_markdown(
+    out: Any, session_id: str, entries: Iterable[dict[str, Any]], header: dict[str, Any] | None = None
+) -> int:
+    count = -2 if header else -1  # the front matter and the heading are not messages
+    for block in markdown_blocks(session_id, entries, header):
         out.write(block)
+        count += 1
     return count
 
 

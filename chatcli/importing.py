@@ -1,4 +1,9 @@
-"""Read a conversation to import: chatcli's json and jsonl exports, or the OpenAI messages format.
+"""Read a conversation to import: chatcli's json, jsonl and Markdown exports, or the OpenAI messages format.
+
+A chatcli export carries the session's header (title, system prompt, role, model, temperature, created,
+updated): the "header" object of a json export, the first line `{"header": {...}}` of a jsonl one, the front
+matter of a Markdown one. Markdown keeps only roles and text: its messages come back as plain user/assistant
+messages (no ids, flags or usage).
 
 Everything is validated before anything is written, every message by the check readers use
 (chatcli.codec.problem: what the chain can send); errors name the line (jsonl) or the message's position.
@@ -11,7 +16,9 @@ Pure functions over LangChain's message dicts: nothing here imports LangChain or
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,7 @@ class Conversation:
     # prompt (metadata). A system message after another message stays an entry, where it was.
     system: str | None = None
     format: str = "json"
+    header: dict[str, str] = field(default_factory=dict)  # HEADER_FIELDS the export carried, checked
 
 
 def read_conversation(path: Path) -> Conversation:
@@ -39,7 +47,10 @@ def read_conversation(path: Path) -> Conversation:
     if path.is_dir():
         raise UsageError(f"{path} is a directory, not a file to import")
     text = read_text(path, "utf-8-sig")
-    conversation = parse(text, path.name, jsonl=path.suffix.lower() in (".jsonl", ".ndjson"))
+    if path.suffix.lower() in (".md", ".markdown") or text.startswith(("---\n", "# Session ")):
+        conversation = parse_markdown(text, path.name)
+    else:
+        conversation = parse(text, path.name, jsonl=path.suffix.lower() in (".jsonl", ".ndjson"))
     if not conversation.entries:
         only = " (only a system prompt)" if conversation.system else ""
         raise UsageError(f"{path}: no messages to import{only}")
@@ -79,6 +90,8 @@ def _looks_like_jsonl(text: str) -> bool:
 def _from_lines(text: str, name: str) -> Conversation:
     entries: list[dict[str, Any]] = []
     system_parts: list[str] = []
+    header: dict[str, str] = {}
+    session = None
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -86,8 +99,90 @@ def _from_lines(text: str, name: str) -> Conversation:
             item = _loads(line, f"{name}: line {number}")
         except json.JSONDecodeError as exc:
             raise UsageError(f"{name}: line {number}: invalid JSON at column {exc.colno}: {exc.msg}") from None
+        if isinstance(item, dict) and set(item) == {"header"}:
+            if entries or system_parts or header:
+                raise UsageError(f"{name}: line {number}: a header comes first, once")
+            session, header = _header(item["header"], f"{name}: line {number}")
+            continue
         _add(item, f"{name}: line {number}", entries, system_parts)
-    return Conversation(entries, system="\n\n".join(system_parts) or None, format="jsonl")
+    system = "\n\n".join(system_parts) or None
+    return Conversation(entries, session=session, system=system, format="jsonl", header=header)
+
+
+def _header(raw: Any, where: str) -> tuple[str | None, dict[str, str]]:
+    """(the session id, the known fields) of an export header; UsageError for one that is not a header."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: the header must be an object")
+    session = raw.get("session")
+    if session is not None and not isinstance(session, str):
+        raise UsageError(f"{where}: the header's session must be text")
+    header: dict[str, str] = {}
+    for key in exporting.HEADER_FIELDS:
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise UsageError(f"{where}: the header's {key} must be text")
+        if key in exporting.HEADER_TIMES:
+            try:
+                value = repr(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                raise UsageError(f"{where}: the header's {key} is not an ISO-8601 time: {value[:40]!r}") from None
+        if key == "temperature":
+            try:
+                if not 0 <= float(value) <= 2:
+                    raise ValueError
+            except ValueError:
+                raise UsageError(f"{where}: the header's temperature must be from 0 to 2") from None
+        header[key] = value
+    return session, header
+
+
+_FRONT_MATTER_LINE = re.compile(r"([a-z_]+): (.*)")
+_HEADING = re.compile(r"## (\w+)(?: \([^)]*\))?")
+_MARKDOWN_ROLES = {"user": "human", "assistant": "ai", "system": "system"}
+
+
+def parse_markdown(text: str, name: str = "<input>") -> Conversation:
+    """A chatcli Markdown export: front matter (the header), `# Session ID`, then `## role` blocks."""
+    header: dict[str, str] = {}
+    session = None
+    lines = text.split("\n")
+    if lines and lines[0] == "---":
+        try:
+            end = lines.index("---", 1)
+        except ValueError:
+            raise UsageError(f"{name}: the front matter has no closing ---") from None
+        raw: dict[str, Any] = {}
+        for number, line in enumerate(lines[1:end], start=2):
+            match = _FRONT_MATTER_LINE.fullmatch(line)
+            try:
+                if match is None:
+                    raise ValueError
+                raw[match.group(1)] = json.loads(match.group(2))
+            except ValueError:
+                raise UsageError(f'{name}: line {number}: expected `name: "value"` in the front matter') from None
+        session, header = _header(raw, f"{name}: front matter")
+        lines = lines[end + 1 :]
+    entries: list[dict[str, Any]] = []
+    system_parts: list[str] = []
+    blocks: list[tuple[int, str, list[str]]] = []  # (line number, role, lines)
+    for number, line in enumerate(lines, start=1):
+        heading = _HEADING.fullmatch(line)
+        if heading is not None:
+            if heading.group(1) not in _MARKDOWN_ROLES:
+                raise UsageError(f"{name}: line {number}: Markdown is read as user, assistant and system messages")
+            blocks.append((number, heading.group(1), []))
+        elif blocks:
+            blocks[-1][2].append(line)
+        elif line.startswith("# Session "):
+            session = session or line.removeprefix("# Session ").strip()
+        elif line.strip():
+            raise UsageError(f"{name}: line {number}: expected a `## user` or `## assistant` heading")
+    for number, kind, body in blocks:
+        _add({"role": kind, "content": "\n".join(body).strip("\n")}, f"{name}: line {number}", entries, system_parts)
+    system = "\n\n".join(system_parts) or None
+    return Conversation(entries, session=session, system=system, format="markdown", header=header)
 
 
 def _from_document(document: Any, name: str) -> Conversation:
@@ -102,11 +197,16 @@ def _from_document(document: Any, name: str) -> Conversation:
         items = document
     else:
         raise UsageError(f'{name}: expected {{"messages": [...]}} or a list of messages, got {type(document).__name__}')
+    header: dict[str, str] = {}
+    if isinstance(document, dict) and document.get("header") is not None:
+        header_session, header = _header(document["header"], f"{name}: header")
+        session = session or header_session
     entries: list[dict[str, Any]] = []
     system_parts: list[str] = []
     for number, item in enumerate(items, start=1):
         _add(item, f"{name}: message {number}", entries, system_parts)
-    return Conversation(entries, session=session, system="\n\n".join(system_parts) or None, format="json")
+    system = "\n\n".join(system_parts) or None
+    return Conversation(entries, session=session, system=system, format="json", header=header)
 
 
 def _add(item: Any, where: str, entries: list[dict[str, Any]], system_parts: list[str]) -> None:

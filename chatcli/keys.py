@@ -3,9 +3,11 @@
 Compatible with langchain_community's RedisChatMessageHistory:
   <prefix><id>                      list, newest first (LPUSH), each element json.dumps(message_to_dict(m))
 What chatcli adds (never required to read a session):
-  chatcli:meta:{<prefix><id>}       hash: created, updated, title, system, model, input_tokens, output_tokens
+  chatcli:meta:{<prefix><id>}       hash: created, updated, title, title_by (user | model), system, role, model,
+                                    temperature, input_tokens, output_tokens
   chatcli:turns:{<prefix><id>}      set of the turn ids stored in the list: a turn is written once
   chatcli:index:{<prefix>}          sorted set of session ids scored by last activity (epoch seconds)
+  chatcli:roles:{<prefix>}          hash: role name -> its system prompt (shared by every machine on this Redis)
 The braces are Redis Cluster hash tags: a session's list, metadata and turn ids share one slot.
 """
 
@@ -71,6 +73,10 @@ class Keys:
     @property
     def index(self) -> str:
         return f"chatcli:index:{{{self.prefix}}}"
+
+    @property
+    def roles(self) -> str:
+        return f"chatcli:roles:{{{self.prefix}}}"
 
     @property
     def sessions_pattern(self) -> str:

@@ -54,6 +54,8 @@ class TurnRecord:
     incr: dict[str, int] = field(default_factory=dict)
     ttl: int | None = None  # the session TTL in force when the turn was made
     at: float = field(default_factory=time.time)
+    # metadata set only where the session has none yet (HSETNX): the model a new session starts with, say
+    defaults: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -65,6 +67,7 @@ class TurnRecord:
                 "incr": self.incr,
                 "ttl": self.ttl,
                 "at": self.at,
+                **({"defaults": self.defaults} if self.defaults else {}),
             },
             ensure_ascii=False,
         )
@@ -82,12 +85,14 @@ class TurnRecord:
             raise ValueError("nested too deeply")
         session, turn, entries = raw.get("session"), raw.get("turn"), raw.get("entries")
         meta, incr, ttl, at = raw.get("meta") or {}, raw.get("incr") or {}, raw.get("ttl"), raw.get("at", 0.0)
+        defaults = raw.get("defaults") or {}
         if not isinstance(session, str) or not session or not isinstance(turn, str) or not turn:
             raise ValueError("no session or turn id")
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise ValueError("entries are not a list of messages")
-        if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-            raise ValueError("meta is not a map of strings")
+        for name, pairs in (("meta", meta), ("defaults", defaults)):
+            if not _strings(pairs):
+                raise ValueError(f"{name} is not a map of strings")
         if not isinstance(incr, dict) or not all(
             isinstance(k, str) and type(v) is int and abs(v) < 2**53 for k, v in incr.items()
         ):
@@ -96,7 +101,11 @@ class TurnRecord:
             raise ValueError(f"ttl {ttl!r} is not a whole number of seconds from 1 to {MAX_TTL}")
         if type(at) not in (int, float) or not 0 <= at < 1e11:
             raise ValueError("bad time")
-        return cls(session, entries, turn, meta, incr, ttl, float(at))
+        return cls(session, entries, turn, meta, incr, ttl, float(at), defaults)
+
+
+def _strings(pairs: Any) -> bool:
+    return isinstance(pairs, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items())
 
 
 def depth(value: Any, limit: int = MAX_RECORD_DEPTH + 1) -> int:

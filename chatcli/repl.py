@@ -143,6 +143,7 @@ class ChatRepl:
         self.console = console
         self.err = err
         self.own_turns: list[str] = []  # ids of the turns this REPL saved in this session, oldest first
+        self.titles: list[Any] = []  # threads writing a title (CHATCLI_AUTO_TITLE)
         self.commands = {
             c.name: c
             for c in [
@@ -153,7 +154,9 @@ class ChatRepl:
                 Command("undo", "", "remove your last question and its answer", self.cmd_undo),
                 Command("retry", "", "ask your last question again, replacing its answer", self.cmd_retry),
                 Command("system", "[TEXT]", "show or set this session's system prompt", self.cmd_system),
-                Command("model", "[NAME]", "show or switch the model", self.cmd_model),
+                Command("model", "[NAME]", "show or set this session's model (kept with it)", self.cmd_model),
+                Command("title", "[TEXT]", "show or set this session's title", self.cmd_title),
+                Command("role", "[NAME [k=v…]]", "use a role's prompt as this session's system prompt", self.cmd_role),
                 Command("session", "[ID]", "show the session id, or switch to another session", self.cmd_session),
                 Command("export", "FILE", "write this session to FILE (.md, .jsonl, else json)", self.cmd_export),
                 Command("tokens", "", "token usage of this session", self.cmd_tokens),
@@ -170,7 +173,11 @@ class ChatRepl:
             lambda: sorted(self.commands),
         )
         render.print_notice(self.err, "type /help for commands, Ctrl-D to leave")
-        run_loop(read, self.send, self.commands, self.say)
+        try:
+            run_loop(read, self.send, self.commands, self.say)
+        finally:
+            for job in self.titles:  # a title still being written is waited for, briefly
+                job.join(self.settings.timeout)
 
     def say(self, message: str) -> None:
         from chatcli import render
@@ -179,18 +186,23 @@ class ChatRepl:
 
     def send(self, text: str) -> Any:
         from chatcli import render
+        from chatcli.assistant import title_job
         from chatcli.conversation import show_turn
         from chatcli.errors import ChatcliError
 
         turn = self.assistant.turn(self.session_id, text)
         try:
-            return show_turn(turn, self.console, self.err)
+            shown = show_turn(turn, self.console, self.err)
         except ChatcliError as exc:  # one bad turn never ends the REPL (render scrubs secrets from it)
             render.print_error(self.err, str(exc))
             return None
         finally:
             if turn.saved:
                 self.own_turns.append(turn.id)
+        job = title_job(self.assistant, turn)
+        if job is not None:
+            self.titles.append(job)
+        return shown
 
     # -- commands ------------------------------------------------------------------------------------
     def cmd_help(self, _arg: str) -> None:
@@ -266,14 +278,43 @@ class ChatRepl:
             current = self.assistant.system or self.store.get_meta(self.session_id).get("system")
             self.say(f"system prompt: {current}" if current else "(default system prompt)")
             return
-        self.assistant.system = arg
-        self.store.set_meta(self.session_id, system=arg)
+        self.assistant.system, self.assistant.role = arg, None
+        self.store.set_meta(self.session_id, system=arg, role="")  # a prompt of your own: no role any more
         self.say("system prompt set for this session")
 
     def cmd_model(self, arg: str) -> None:
         if arg:
-            self.assistant.set_model(arg)
-        self.say(f"model: {self.assistant.model}")
+            from chatcli.settings import utf8_text
+
+            self.assistant.use_model(self.session_id, utf8_text("the model name", arg))
+            self.say(f"model of session {self.session_id} is now {arg}")
+            return
+        self.say(f"model: {self.assistant.session_model(self.session_id)}")
+
+    def cmd_title(self, arg: str) -> None:
+        if not arg:
+            meta = self.store.get_meta(self.session_id)
+            self.say(f"title: {meta['title']}" if meta.get("title") else "(no title: the first question is shown)")
+            return
+        from chatcli.settings import utf8_text
+
+        self.store.set_meta(self.session_id, title=utf8_text("the title", arg), title_by="user")
+        self.say("title set")
+
+    def cmd_role(self, arg: str) -> None:
+        from chatcli.roles import RoleBook, parse_vars
+
+        book = RoleBook(self.store)
+        if not arg:
+            role = self.assistant.role or self.store.get_meta(self.session_id).get("role")
+            names = ", ".join(r.name for r in book.all()) or "none yet (`chatcli roles add`)"
+            self.say((f"role: {role}; " if role else "no role; ") + f"roles: {names}")
+            return
+        name, *pairs = arg.split()
+        prompt = book.prompt_for(name, parse_vars(pairs))
+        self.assistant.system, self.assistant.role = prompt, name
+        self.store.set_meta(self.session_id, system=prompt, role=name)
+        self.say(f"role {name}: its prompt is this session's system prompt now")
 
     def cmd_session(self, arg: str) -> None:
         if arg:
@@ -287,7 +328,7 @@ class ChatRepl:
                 return
             self.session_id = arg
             self.own_turns = []
-            self.assistant.system = None
+            self.assistant.system = self.assistant.role = None
         self.say(f"session: {self.session_id} ({self.store.count(self.session_id)} messages)")
 
     def cmd_export(self, arg: str) -> None:
@@ -302,8 +343,9 @@ class ChatRepl:
         if path.exists():
             self.say(f"{path} exists; choose another name")
             return
+        header = exporting.session_header(self.session_id, self.store.get_meta(self.session_id))
         entries = self.store.iter_messages(self.session_id)
-        count = write_atomically(path, lambda out: exporting.WRITERS[fmt](out, self.session_id, entries))
+        count = write_atomically(path, lambda out: exporting.WRITERS[fmt](out, self.session_id, entries, header))
         self.say(f"wrote {count} messages to {path} ({fmt})")
 
     def cmd_tokens(self, _arg: str) -> None:

@@ -11,7 +11,7 @@ import io
 import math
 import os
 import re
-import sys
+import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,11 +21,6 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 from chatcli.errors import ModelError, UsageError
 from chatcli.files import read_text
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_PREFIX = "message_store:"
@@ -41,13 +36,17 @@ _SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
     "api_key": (("OPENAI_API_KEY",), "openai_api_key"),
     "base_url": (("OPENAI_BASE_URL",), "openai_base_url"),
     "model": (("CHATCLI_MODEL",), "model"),
-    "redis_url": (("CHATCLI_REDIS_URL", "REDIS_URL"), "redis_url"),
+    # only chatcli's own name: a project's REDIS_URL (in its .env or the environment) must not redirect chatcli
+    "redis_url": (("CHATCLI_REDIS_URL",), "redis_url"),
     "key_prefix": (("CHATCLI_KEY_PREFIX",), "key_prefix"),
     "max_history_tokens": (("CHATCLI_MAX_HISTORY_TOKENS",), "max_history_tokens"),
     "timeout": (("CHATCLI_TIMEOUT",), "timeout"),
     "ttl": (("CHATCLI_TTL",), "ttl"),
     "show_reasoning": (("CHATCLI_SHOW_REASONING",), "show_reasoning"),
+    "api": (("CHATCLI_API",), "api"),
+    "auto_title": (("CHATCLI_AUTO_TITLE",), "auto_title"),
 }
+API_CHOICES = ("chat", "responses", "auto")
 
 
 @dataclass(frozen=True)
@@ -62,12 +61,21 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     ttl: int | None = None
     show_reasoning: bool = True  # show a reasoning model's thinking (dim) before its answer
+    # which OpenAI API: "chat" (Chat Completions), "responses", "auto" (langchain-openai picks by model name);
+    # None: "chat" for a custom base URL (most OpenAI-compatible servers have no /responses), else "auto"
+    api: str | None = None
+    auto_title: bool = False  # the model writes a short title after a session's first answer
     # setting name -> "flag" | "env:NAME" | ".env:NAME" | "config.toml" | "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def config_file(self) -> Path:
         return self.home / "config.toml"
+
+    @property
+    def chosen_api(self) -> str:
+        """The API chatcli asks langchain-openai to use: "chat", "responses" or "auto"."""
+        return self.api or ("chat" if self.base_url else "auto")
 
 
 def default_home() -> Path:
@@ -227,6 +235,16 @@ def _boolean(name: str, raw: Any) -> bool:
     raise UsageError(f"{name} must be true or false (1/0, yes/no, on/off), got {_shown(raw)}")
 
 
+def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def convert(name: str, raw: Any) -> str:
+        value = _text(name, raw).lower()
+        if value not in choices:
+            raise UsageError(f"{name} must be one of {', '.join(choices)}, got {_shown(raw)}")
+        return value
+
+    return convert
+
+
 _CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "api_key": _text,
     "base_url": _base_url,
@@ -237,6 +255,8 @@ _CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "timeout": _seconds,
     "ttl": _positive_int(MAX_TTL),
     "show_reasoning": _boolean,
+    "api": _choice(API_CHOICES),
+    "auto_title": _boolean,
 }
 # Settings whose empty value in the environment or .env is refused, not read as "unset": an empty key prefix
 # is a dangerous value, not the absence of one.
@@ -426,9 +446,52 @@ def mask_secret(value: str | None) -> str:
 
 
 def require_model_key(settings: Settings) -> None:
-    """ModelError unless a key is set or a base URL is (local servers need no key)."""
+    """ModelError unless a key is set or a base URL is (local servers need no key); UsageError when the key
+    would go to a base URL it may not go to (see key_destination_problem)."""
     if not settings.api_key and not settings.base_url:
         raise ModelError(
             "OPENAI_API_KEY is not set: export it or add it to .env "
             "(or set OPENAI_BASE_URL to a server that needs no key)"
         )
+    problem = key_destination_problem(settings)
+    if problem:
+        raise UsageError(problem)
+
+
+def _chosen_by_directory(settings: Settings, name: str) -> bool:
+    """Whether the working directory chose this setting: a .env line, or config.toml under a CHATCLI_HOME
+    that a .env line chose."""
+    source = settings.sources.get(name, "default")
+    home_source = settings.sources.get("home", "default")
+    return source.startswith(".env:") or (source == "config.toml" and home_source.startswith(".env:"))
+
+
+def describe_source(settings: Settings, name: str) -> str:
+    """Where a setting came from, in words: "./.env (OPENAI_BASE_URL)", "the environment (OPENAI_API_KEY)"..."""
+    source = settings.sources.get(name, "default")
+    kind, _, var = source.partition(":")
+    if kind == ".env":
+        return f"./.env ({var})"
+    if kind == "env":
+        return f"the environment ({var})"
+    if kind == "flag":
+        return "--" + name.replace("_", "-")
+    if kind == "config.toml":
+        return str(settings.config_file)
+    return "the default"
+
+
+def key_destination_problem(settings: Settings) -> str | None:
+    """The API key goes only to a base URL from the same place as the key, or from a place the user controls
+    (a flag, the environment, config.toml): a .env in whatever directory chatcli runs from must not send the
+    user's key to a host it names. None when the key may go there, else the one line to show."""
+    if not settings.api_key or not settings.base_url or not _chosen_by_directory(settings, "base_url"):
+        return None
+    key_file = settings.sources.get("api_key", "").partition(":")[0]
+    if key_file == settings.sources.get("base_url", "").partition(":")[0]:
+        return None  # both from the same .env (or the same config.toml)
+    return (
+        f"not sending the API key from {describe_source(settings, 'api_key')} to the base URL from "
+        f"{describe_source(settings, 'base_url')}: a key goes only to a base URL from the same place or one "
+        "you set yourself (--base-url, the environment, config.toml)"
+    )

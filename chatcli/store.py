@@ -26,7 +26,8 @@ from chatcli.redis_errors import call, translate
 __all__ = ["SessionStore", "Window", "validate_session_id"]
 
 # KEYS: list, meta, turn ids[, index]   ARGV: turn id ('' = no check), now, ttl (0 = keep), session id,
-#       number of meta pairs, pairs..., number of counters, pairs..., entries (oldest first)
+#       number of meta pairs, pairs..., number of counters, pairs..., number of default pairs (HSETNX),
+#       pairs..., entries (oldest first)
 _APPEND_TURN = """
 for k, want in ipairs({'list', 'hash', 'set'}) do
   local found = redis.call('TYPE', KEYS[k]).ok
@@ -50,6 +51,11 @@ for _ = 1, tonumber(ARGV[i]) do
   counters[#counters + 1] = {ARGV[i + 1], ARGV[i + 2]}; i = i + 2
 end
 i = i + 1
+local defaults = {}
+for _ = 1, tonumber(ARGV[i]) do
+  defaults[#defaults + 1] = {ARGV[i + 1], ARGV[i + 2]}; i = i + 2
+end
+i = i + 1
 while i <= #ARGV do
   local last = math.min(i + 99, #ARGV)
   redis.call('LPUSH', KEYS[1], unpack(ARGV, i, last))
@@ -59,10 +65,19 @@ if turn ~= '' then redis.call('SADD', KEYS[3], turn) end
 redis.call('HSETNX', KEYS[2], 'created', now)
 redis.call('HSET', KEYS[2], unpack(meta))
 for _, c in ipairs(counters) do redis.call('HINCRBY', KEYS[2], c[1], c[2]) end
+for _, d in ipairs(defaults) do redis.call('HSETNX', KEYS[2], d[1], d[2]) end
 if ttl > 0 then
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
 end
 if KEYS[4] then redis.call('ZADD', KEYS[4], now, ARGV[4]) end
+return 1
+"""
+
+# KEYS: list, meta   ARGV: "1" = only fields not set yet (HSETNX), pairs...   Returns 0 when the session is gone.
+_SET_FIELDS = """
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local command = ARGV[1] == '1' and 'HSETNX' or 'HSET'
+for i = 2, #ARGV, 2 do redis.call(command, KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -127,6 +142,7 @@ class SessionStore:
             # the list key would hash on the prefix's own tag, not on the meta key's: CROSSSLOT
             raise UsageError(f"key prefix {prefix!r} contains '{{' or '}}': not usable on a Redis Cluster")
         self._append_script = client.register_script(_APPEND_TURN)
+        self._fields_script = client.register_script(_SET_FIELDS)
 
     def run(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call Redis; its failures become StorageError with one line for the user."""
@@ -231,6 +247,9 @@ class SessionStore:
         args.append(len(counters))
         for name, amount in counters:
             args += [name, amount]
+        args.append(len(record.defaults))
+        for name, value in record.defaults.items():
+            args += [name, value]
         args += [exporting.encode_entry(e) for e in record.entries]
         return keys, args
 
@@ -289,6 +308,15 @@ class SessionStore:
     def set_meta(self, session_id: str, **fields: str) -> None:
         """Change metadata (system prompt, model, title) and mark the session active."""
         self.append_turn(TurnRecord(session_id, [], turn="", meta=dict(fields)))
+
+    def set_fields(self, session_id: str, fields: dict[str, str], only_missing: bool = False) -> bool:
+        """Set metadata fields of an existing session without marking it active (a title, say); with
+        `only_missing`, only fields it does not have yet (HSETNX). False when the session does not exist."""
+        keys = [self.keys.session(session_id), self.keys.meta(session_id)]
+        args: list[Any] = ["1" if only_missing else "0"]
+        for name, value in fields.items():
+            args += [name, value]
+        return bool(self.run(self._fields_script, keys=keys, args=args))
 
     def remove_turn(self, session_id: str, turn_id: str, search: int = 200) -> RemovedTurn | None:
         """Take one turn (by id) out of a session: its messages among the newest `search`, wherever they are.

@@ -35,6 +35,8 @@ def import_session(
     now = time.time()
     key, meta_key, turns_key = store.keys.of_session(session_id)
     encoded = [exporting.encode_entry(e) for e in entries]
+    # an export's header brings the session's own times: its place in the list of sessions comes back too
+    score = float((meta or {}).get("updated") or now)
 
     def attempt() -> None:
         pipe = store.client.pipeline(transaction=True)
@@ -54,7 +56,7 @@ def import_session(
             pipe.hset(meta_key, mapping={"updated": repr(now), **(meta or {})})
             store.expire_in(pipe, session_id)
             if not store.cluster:
-                pipe.zadd(store.keys.index, {session_id: now})
+                pipe.zadd(store.keys.index, {session_id: score})
             pipe.execute()
         except redis.WatchError:
             raise StorageError(
@@ -65,7 +67,7 @@ def import_session(
 
     store.run(attempt)
     if store.cluster:
-        store.run(store.client.zadd, store.keys.index, {session_id: now})
+        store.run(store.client.zadd, store.keys.index, {session_id: score})
 
 
 def copy_session(store: SessionStore, old: str, new: str, move: bool = False) -> int:

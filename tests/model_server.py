@@ -10,7 +10,7 @@ Standard library only.  Typical use::
 
 Endpoints (also reachable without the ``/v1`` prefix):
 
-* ``GET  /v1/models``            -> list of ``server.models``
+* ``GET  /v1/models``            -> list of ``server.models`` (a 404 with ``serve_models = False``)
 * ``POST /v1/chat/completions``  -> scripted reply (``server.script``) or
   ``server.responder(messages)``; streaming (SSE, chunked) and non-streaming.
 * anything else                  -> 404 OpenAI-style JSON error
@@ -327,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record()
-        if self._route() == "/models":
+        if self._route() == "/models" and self.owner.serve_models:
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.owner.models]
             self._send_json(200, {"object": "list", "data": data})
         else:
@@ -492,6 +492,7 @@ class ModelServer:
         self.host = host
         self._requested_port = port
         self.models: list[str] = list(models) if models is not None else list(DEFAULT_MODELS)
+        self.serve_models = True  # False: GET /models is a 404, as on servers that have no model list
         self.responder: Callable[[list[dict[str, Any]]], str] = responder or default_responder
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -577,6 +578,7 @@ class ModelServer:
         with self._lock:
             self.requests.clear()
             self._scripts.clear()
+            self.serve_models = True
 
     # -- inspection -----------------------------------------------------------
 

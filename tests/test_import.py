@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -67,7 +68,15 @@ def test_export_then_import_gives_the_same_messages(cli, model, rdb, tmp_path, o
     assert stored(rdb, copy) == stored(rdb, source)
     assert messages_from_dict(stored(rdb, copy)) == original  # same types, contents and metadata
     again = cli("history", "export", copy, "-f", fmt).stdout
-    assert again == path.read_text().replace(json.dumps(source), json.dumps(copy))
+    # the same bytes, but for the header: the copy was created by the import, the source by another program
+    assert without_times(again) == path.read_text().replace(json.dumps(source), json.dumps(copy))
+
+
+def without_times(export: str) -> str:
+    """An export with the created and updated times taken out of its header."""
+    for field in ("created", "updated"):
+        export = re.sub(f', "{field}": "[^"]*"', "", export)
+    return export
 
 
 @pytest.mark.any_redis

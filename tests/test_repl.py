@@ -265,10 +265,10 @@ def test_history_tokens_clear_session_model_and_export_commands(term, model, rdb
     target = tmp_path / "out.md"
     t.enter(f"/export {target}")
     t.wait_for("wrote 2 messages")
-    assert target.read_text().startswith("# Session cmd")
+    assert target.read_text().startswith('---\nsession: "cmd"\n') and "\n# Session cmd\n" in target.read_text()
 
     t.enter("/model test-model")
-    t.wait_for("model: test-model")
+    t.wait_for("model of session cmd is now test-model")
     t.enter("/session other")
     t.wait_for("session: other (0 messages)")
     t.enter("in the other session")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from tests.conftest import free_port, pending_turns, start_redis, wait_for_redis
+from tests.conftest import free_port, pending_turns, start_redis, tls_binary, wait_for_redis
 from tests.model_server import Reply
 from tests.test_doctor_config import lines
 
@@ -83,7 +83,7 @@ class TlsRedis:
 
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
-    if not DEBIAN_REDIS.exists():
+    if tls_binary() is None:
         pytest.skip("needs Debian's redis-server with TLS at /usr/bin/redis-server (.ci/run installs it)")
     import trustme
 

@@ -93,11 +93,14 @@ def test_export_formats_parse_back_to_the_same_messages(cli, model, tmp_path):
     assert as_json == shown
     assert as_json["session"] == "ex" and len(as_json["messages"]) == 4
 
+    assert as_json["header"]["session"] == "ex" and as_json["header"]["model"] == "gpt-4o-mini"
+
     lines = cli("history", "export", "ex", "--format", "jsonl").stdout.splitlines()
-    assert [json.loads(line) for line in lines] == shown["messages"]
+    assert json.loads(lines[0]) == {"header": shown["header"]}
+    assert [json.loads(line) for line in lines[1:]] == shown["messages"]
 
     md = cli("history", "export", "ex", "--format", "markdown").stdout
-    assert md.startswith("# Session ex\n")
+    assert md.startswith('---\nsession: "ex"\n') and "\n---\n\n# Session ex\n" in md
     sections = md.split("\n## ")[1:]
     assert [s.split("\n\n", 1)[0] for s in sections] == ["user", "assistant", "user", "assistant"]
     assert [s.split("\n\n", 1)[1].strip() for s in sections] == ["one", "echo: one", "two", "echo: two"]
@@ -109,7 +112,7 @@ def test_export_to_a_file_refuses_to_overwrite_without_force(cli, model, tmp_pat
     target = tmp_path / "out.jsonl"
     assert cli("history", "export", "f", "-f", "jsonl", "-o", str(target)).exit_code == 0
     first = target.read_text()
-    assert len(first.splitlines()) == 2
+    assert len(first.splitlines()) == 3  # the header, then the two messages
 
     target.write_text("precious")
     refused = cli("history", "export", "f", "-o", str(target))
@@ -274,7 +277,7 @@ def test_export_and_chat_skip_unreadable_entries_say_how_many_and_keep_the_rest(
     target = tmp_path / "mixed.jsonl"
     as_file = cli("history", "export", "mixed", "--format", "jsonl", "-o", str(target))
     assert as_file.exit_code == 0 and "skipped 3" in as_file.stderr and "wrote 4 messages" in as_file.stderr
-    assert [(m["type"], m["data"]["content"]) for m in map(json.loads, target.read_text().splitlines())] == valid
+    assert [(m["type"], m["data"]["content"]) for m in map(json.loads, target.read_text().splitlines()[1:])] == valid
     as_md = cli("history", "export", "mixed", "--format", "markdown")
     assert as_md.exit_code == 0 and as_md.stdout.count("\n## ") == 4 and "skipped 3" in as_md.stderr
 
