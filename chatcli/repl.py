@@ -94,7 +94,10 @@ def run_loop(
             if interrupted:
                 return
             interrupted = True
-            say("(press Ctrl-C again or Ctrl-D to exit)")
+            try:
+                say("(press Ctrl-C again or Ctrl-D to exit)")
+            except KeyboardInterrupt:  # pressed again before the prompt took the terminal back: that is twice
+                return
             continue
         interrupted = False
         text = line.strip()
