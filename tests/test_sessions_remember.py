@@ -239,7 +239,7 @@ def test_prune_dry_run_lists_and_deletes_nothing_and_the_confirmation_names_the_
     aged(cli, rdb, ["fresh"], days=0)
     dry = cli("sessions", "prune", "--older-than", "30d", "--dry-run")
     assert dry.exit_code == 0, dry.stderr
-    shown = [line.split()[0] for line in dry.stdout.splitlines()[1:]]
+    shown = [line.split("\t")[0] for line in dry.stdout.splitlines()]  # piped: rows, no header
     assert shown == ["old-e", "old-d", "old-c", "old-b", "old-a"]
     assert "would delete 5 sessions idle longer than 30d; nothing deleted" in dry.stderr
     assert rdb.exists("message_store:old-a") == 1 and rdb.zcard("chatcli:index:{message_store:}") == 6
@@ -254,7 +254,7 @@ def test_clear_dry_run_lists_every_session_and_the_confirmation_names_the_newest
     aged(cli, rdb, ["c1", "c2"], days=1)
     dry = cli("sessions", "clear", "--dry-run")
     assert dry.exit_code == 0
-    assert [line.split()[0] for line in dry.stdout.splitlines()[1:]] == ["c2", "c1"]
+    assert [line.split("\t")[0] for line in dry.stdout.splitlines()] == ["c2", "c1"]
     assert "would delete 2 sessions" in dry.stderr and rdb.exists("message_store:c1") == 1
     asked = cli("sessions", "clear")
     assert asked.exit_code == 2 and "all 2 sessions (newest: c2, c1)" in asked.stderr
