@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from langchain_core.messages import (
 from chatcli import codec, exporting, render
 from chatcli.assistant import Assistant, Turn
 from chatcli.settings import Settings
-from tests.bad_messages import BREAKS, MALFORMED
+from tests.bad_messages import BREAKS, MALFORMED, NESTED_BLOCK
 from tests.model_server import ModelServer
 
 # -- the chain and the readers, as a user's turn and `history show`/`export` run them ----------------------
@@ -130,6 +131,8 @@ def test_a_malformed_element_is_refused_and_its_problem_named(raw, problem):
 @pytest.mark.parametrize(("raw", "problem"), BREAKS)
 def test_each_refused_shape_really_breaks_the_chain_or_a_reader(chain, raw, problem):
     """The experiment behind each rule, kept: without the check this element fails somewhere."""
+    if raw == NESTED_BLOCK and sys.version_info >= (3, 12):
+        pytest.skip("Python 3.12+ copes with 500 levels where 3.11's LangChain tracer raises; refused on every Python")
     try:
         entry = json.loads(raw)
     except RecursionError:
