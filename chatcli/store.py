@@ -29,7 +29,8 @@ __all__ = ["SessionStore", "Window", "validate_session_id"]
 #       number of meta pairs, pairs..., number of counters, pairs..., number of default pairs (HSETNX),
 #       pairs..., entries (oldest first)
 _APPEND_TURN = """
-for k, want in ipairs({'list', 'hash', 'set'}) do
+for k = 1, #KEYS do  -- list, meta, turn ids and (single node) the index: checked before any write
+  local want = ({'list', 'hash', 'set', 'zset'})[k]
   local found = redis.call('TYPE', KEYS[k]).ok
   if found ~= want and found ~= 'none' then
     return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. found .. ', not a ' .. want)
