@@ -259,6 +259,7 @@ def chat(
     reasoning: ShowReasoning = None,
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn."""
+    typeahead = _hold_typeahead()
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     check_turn_options(system, temperature)
@@ -281,15 +282,31 @@ def chat(
             resumed = False  # Redis is down: the turns are spooled (the store says so)
     else:
         session_id = new_session_id()
-    assistant = _assistant(settings, store, model, temperature, system)
     if sys.stdin.isatty() or session is None:
         announce_session(session_id, resumed)
-    if sys.stdin.isatty():
+    if typeahead is not None:
         from chatcli.repl import ChatRepl
+        from chatcli.startup import Background, LazyProxy
 
-        ChatRepl(settings, store, assistant, session_id, stdout_console(), stderr_console()).run()
+        # the prompt comes up at once; the chain (seconds of imports) loads once it is drawn
+        loading = Background(lambda: _assistant(settings, store, model, temperature, system))
+        repl = ChatRepl(settings, store, LazyProxy(loading), session_id, stdout_console(), stderr_console())
+        repl.run(typeahead.take, loading.start)
         return
-    _scripted_chat(assistant, session_id)
+    _scripted_chat(_assistant(settings, store, model, temperature, system), session_id)
+
+
+def _hold_typeahead() -> Any:
+    """On a terminal, hold what the user types from now until the prompt is up (chatcli.startup.Typeahead)."""
+    if not sys.stdin.isatty():
+        return None
+    import atexit
+
+    from chatcli.startup import Typeahead
+
+    typeahead = Typeahead(sys.stdin.fileno())
+    atexit.register(typeahead.restore)  # start-up failed before the prompt: the terminal gets its settings back
+    return typeahead
 
 
 def _scripted_chat(assistant: Any, session_id: str) -> None:

@@ -26,10 +26,16 @@ class Command:
 
 
 def make_reader(
-    history_file: Path, prompt: Callable[[], str], command_names: Callable[[], list[str]]
+    history_file: Path,
+    prompt: Callable[[], str],
+    command_names: Callable[[], list[str]],
+    draft: Callable[[], str] = str,
+    drawn: Callable[[], None] = lambda: None,
 ) -> Callable[[], str]:
     """A prompt-toolkit line reader: persistent input history, Ctrl-R search, suggestions from history,
-    Esc+Enter for a newline (pasted text keeps its newlines), Tab completion of slash commands."""
+    Esc+Enter for a newline (pasted text keeps its newlines), Tab completion of slash commands, Ctrl-X Ctrl-E
+    to edit the line in $VISUAL or $EDITOR. `draft()` is the text each prompt starts with; `drawn()` is called
+    each time the prompt has been drawn."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.completion import Completer, Completion
@@ -68,10 +74,12 @@ def make_reader(
         complete_while_typing=False,
         key_bindings=bindings,
         enable_history_search=False,
+        enable_open_in_editor=True,
     )
+    session.app.after_render += lambda _app: drawn()
 
     def read() -> str:
-        return session.prompt(prompt)
+        return session.prompt(prompt, default=draft())
 
     return read
 
@@ -161,13 +169,18 @@ class ChatRepl:
         }
 
     # -- the loop ------------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, typeahead: Callable[[], str] = str, drawn: Callable[[], None] = lambda: None) -> None:
+        """`typeahead()`: what was typed before the prompt came up, the first prompt's draft; `drawn()`: called
+        when a prompt has been drawn (the chain starts loading then)."""
         from chatcli import render
 
+        drafts = [typeahead]
         read = make_reader(
             self.settings.home / "input_history",
             lambda: f"{render.sanitize(self.session_id)}> ",
             lambda: sorted(self.commands),
+            lambda: drafts.pop()() if drafts else "",
+            drawn,
         )
         render.print_notice(self.err, "type /help for commands, Ctrl-D to leave")
         run_loop(read, self.send, self.commands, self.say)
