@@ -160,6 +160,7 @@ class ChatRepl:
                 Command("clear", "", "delete every message of this session (asks first)", self.cmd_clear),
                 Command("undo", "", "remove your last question and its answer", self.cmd_undo),
                 Command("retry", "", "ask your last question again, replacing its answer", self.cmd_retry),
+                Command("edit", "[TEXT]", "send TEXT, else your last question, edited in $EDITOR", self.cmd_edit),
                 Command("system", "[TEXT]", "show or set this session's system prompt", self.cmd_system),
                 Command("model", "[NAME]", "show or switch the model", self.cmd_model),
                 Command("session", "[ID]", "show the session id, or switch to another session", self.cmd_session),
@@ -211,6 +212,7 @@ class ChatRepl:
             self.say(f"/{c.name} {c.args}".ljust(18) + c.help)
         self.say("//text sends /text; exit or quit alone leaves too")
         self.say("Esc+Enter inserts a newline; Ctrl-R searches input history; Ctrl-C stops an answer")
+        self.say("Ctrl-X Ctrl-E edits the line in $VISUAL or $EDITOR and sends it")
 
     def cmd_history(self, arg: str) -> None:
         from chatcli import render
@@ -273,6 +275,19 @@ class ChatRepl:
             self.store.append_turn(TurnRecord(self.session_id, removed.entries, turn_id))
             self.own_turns.append(turn_id)
             self.say("(the previous answer was kept)")
+
+    def cmd_edit(self, arg: str) -> None:
+        from chatcli import exporting
+        from chatcli.compose import edit_text
+
+        if not arg:
+            questions = [m for m in self.store.window(self.session_id, 50).messages if exporting.role(m) == "user"]
+            arg = exporting.text(questions[-1]) if questions else ""
+        text = edit_text(arg)
+        if text.strip():
+            self.send(text)
+        else:
+            self.say("(empty: nothing sent)")
 
     def cmd_system(self, arg: str) -> None:
         if not arg:

@@ -65,3 +65,45 @@ def test_a_paste_during_start_up_is_one_message(terminal, model, rdb, tmp_path):
     assert len(requests) == 1
     assert requests[0]["messages"][-1] == {"role": "user", "content": "\n".join(lines)}
     assert stored(rdb, "paste")[0]["data"]["content"] == "\n".join(lines)
+
+
+def editor_script(tmp_path: Path) -> str:
+    """An $EDITOR that rewrites the file it is given as "edited: " + what it held."""
+    script = tmp_path / "editor.sh"
+    script.write_text('#!/bin/sh\n{ printf "edited: "; cat "$1"; } > "$1.new" && mv "$1.new" "$1"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_ctrl_x_ctrl_e_edits_the_draft_in_the_editor_and_sends_it(terminal, model, rdb, tmp_path):
+    t = terminal("chat", "-s", "ed", EDITOR=editor_script(tmp_path), VISUAL="")
+    t.wait_prompt("ed", 1)
+    t.type("my draft")
+    t.wait_for("ed> my draft")
+    t.ctrl("x")
+    t.ctrl("e")
+    t.wait_for("echo: edited: my draft")
+    assert model.last_messages()[-1] == {"role": "user", "content": "edited: my draft"}
+
+
+def test_slash_edit_resends_the_last_question_edited_or_edits_its_text(terminal, model, rdb, tmp_path):
+    t = terminal("chat", "-s", "ed2", VISUAL=editor_script(tmp_path), EDITOR="false")
+    t.wait_prompt("ed2", 1)
+    t.enter("first question")
+    t.wait_prompt("ed2", 2)
+    t.enter("/edit")
+    t.wait_prompt("ed2", 3)
+    t.enter("/edit some text")
+    t.wait_prompt("ed2", 4)
+    sent = [r["messages"][-1]["content"] for r in model.chat_requests()]
+    assert sent == ["first question", "edited: first question", "edited: some text"]
+    assert [m["data"]["content"] for m in stored(rdb, "ed2")][::2] == sent
+
+
+def test_slash_edit_with_a_failing_editor_sends_nothing(terminal, model, tmp_path):
+    t = terminal("chat", "-s", "ed3", VISUAL="", EDITOR="false")
+    t.wait_prompt("ed3", 1)
+    t.enter("/edit hello")
+    t.wait_for("exited with status 1: nothing sent")
+    t.wait_prompt("ed3", 2)
+    assert model.chat_requests() == []
