@@ -200,7 +200,7 @@ class Turn:
 
     assistant: Assistant
     session_id: str
-    question: str
+    question: str | list[Any]  # text, or LangChain content blocks (attachments: chatcli.compose)
     id: str = field(default_factory=new_turn_id)
     received: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)  # what the server sent as reasoning, beside the text
@@ -241,7 +241,7 @@ class Turn:
         self.status = "streaming"
         try:
             stream = assistant.chain.stream(
-                {"input": self.question, "system": system},
+                {"input": [HumanMessage(content=self.question)], "system": system},
                 config={"configurable": {"session_id": self.session_id, "turn": self}},
             )
             for chunk in stream:
@@ -360,12 +360,13 @@ class Assistant:
         self.chain = self._build_chain()
 
     def _build_chain(self) -> Any:
-        from langchain_core.runnables import ConfigurableFieldSpec
+        from langchain_core.runnables import ConfigurableFieldSpec, RunnableLambda
         from langchain_core.runnables.history import RunnableWithMessageHistory
         from langchain_openai import ChatOpenAI
 
-        prompt = ChatPromptTemplate.from_messages(
-            [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{input}")]
+        # "input" is the question's text (as LangChain callers pass it) or a list of messages (content blocks)
+        prompt = RunnableLambda(_input_as_messages) | ChatPromptTemplate.from_messages(
+            [("system", "{system}"), MessagesPlaceholder("history"), MessagesPlaceholder("input")]
         )
         options: dict[str, Any] = {}
         if self.temperature is not None:
@@ -406,8 +407,14 @@ class Assistant:
         self.model = model
         self.chain = self._build_chain()
 
-    def turn(self, session_id: str, text: str) -> Turn:
-        return Turn(self, session_id, text)
+    def turn(self, session_id: str, content: str | list[Any]) -> Turn:
+        """One turn; `content` is the question's text or its content blocks (chatcli.compose.message_content)."""
+        return Turn(self, session_id, content)
+
+
+def _input_as_messages(values: dict[str, Any]) -> dict[str, Any]:
+    question = values["input"]
+    return {**values, "input": [HumanMessage(content=question)] if isinstance(question, str) else question}
 
 
 def model_error(exc: Exception, assistant: Assistant) -> ChatcliError:

@@ -344,12 +344,21 @@ def ask(
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file", "-f", help="Attach a text file or a png, jpeg, gif or webp image (repeatable; - is stdin)."
+        ),
+    ] = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
+    from chatcli.compose import attachment, message_content
+
     check_turn_options(system, temperature)
-    piped = "" if sys.stdin.isatty() else stdin_text().read()
+    attached = [attachment(path) for path in files or []]  # `-f -` reads stdin, which is then not appended
+    piped = "" if sys.stdin.isatty() or "-" in (files or []) else stdin_text().read()
     text = "\n\n".join(part for part in (utf8_text("the question", question or ""), piped.strip("\n")) if part.strip())
-    if not text:
+    if not text and not attached:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
@@ -360,7 +369,7 @@ def ask(
         announce_session(session_id)
     from chatcli.conversation import show_turn
 
-    turn = show_turn(assistant.turn(session_id, text), stdout_console(), stderr_console())
+    turn = show_turn(assistant.turn(session_id, message_content(text, attached)), stdout_console(), stderr_console())
     if turn.status == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
 

@@ -38,7 +38,8 @@ def make_reader(
     each time the prompt has been drawn."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-    from prompt_toolkit.completion import Completer, Completion
+    from prompt_toolkit.completion import Completer, Completion, PathCompleter
+    from prompt_toolkit.document import Document
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
 
@@ -46,10 +47,14 @@ def make_reader(
     if not history_file.exists():
         os.close(os.open(history_file, os.O_WRONLY | os.O_CREAT, 0o600))
 
+    paths = PathCompleter(expanduser=True)
+
     class SlashCompleter(Completer):
         def get_completions(self, document: Any, complete_event: Any) -> Any:
             text = document.text_before_cursor
-            if text.startswith("/") and " " not in text:
+            if text.startswith("/attach "):  # the rest is a path
+                yield from paths.get_completions(Document(text.removeprefix("/attach ")), complete_event)
+            elif text.startswith("/") and " " not in text:
                 for name in command_names():
                     if name.startswith(text[1:]):
                         yield Completion("/" + name, start_position=-len(text))
@@ -151,6 +156,7 @@ class ChatRepl:
         self.console = console
         self.err = err
         self.own_turns: list[str] = []  # ids of the turns this REPL saved in this session, oldest first
+        self.attachments: list[dict[str, Any]] = []  # content blocks that go with the next message (/attach)
         self.commands = {
             c.name: c
             for c in [
@@ -160,6 +166,7 @@ class ChatRepl:
                 Command("clear", "", "delete every message of this session (asks first)", self.cmd_clear),
                 Command("undo", "", "remove your last question and its answer", self.cmd_undo),
                 Command("retry", "", "ask your last question again, replacing its answer", self.cmd_retry),
+                Command("attach", "[PATH]", "attach a file to your next message (no PATH: list them)", self.cmd_attach),
                 Command("edit", "[TEXT]", "send TEXT, else your last question, edited in $EDITOR", self.cmd_edit),
                 Command("system", "[TEXT]", "show or set this session's system prompt", self.cmd_system),
                 Command("model", "[NAME]", "show or switch the model", self.cmd_model),
@@ -191,11 +198,15 @@ class ChatRepl:
 
         render.print_notice(self.err, message)
 
-    def send(self, text: str) -> Any:
+    def send(self, text: str | list[Any]) -> Any:
+        """Send a message (text, or content blocks), with what /attach attached, and show the answer."""
         from chatcli import render
+        from chatcli.compose import message_content
         from chatcli.conversation import show_turn
         from chatcli.errors import ChatcliError
 
+        if self.attachments and isinstance(text, str):
+            text, self.attachments = message_content(text, self.attachments), []
         turn = self.assistant.turn(self.session_id, text)
         try:
             return show_turn(turn, self.console, self.err)
@@ -261,7 +272,6 @@ class ChatRepl:
         self.say("removed your last question and its answer" if removed else "(nothing of yours to undo)")
 
     def cmd_retry(self, _arg: str) -> None:
-        from chatcli import exporting
         from chatcli.records import TurnRecord, turn_of
 
         removed = self._take_back()
@@ -269,12 +279,20 @@ class ChatRepl:
             self.say("(nothing of yours to retry)")
             return
         before = len(self.own_turns)
-        self.send(exporting.text(removed.entries[0]))
+        self.send(removed.entries[0].get("data", {}).get("content", ""))  # attachments too
         if len(self.own_turns) == before:  # nothing new was saved: put the old exchange back
             turn_id = turn_of(removed.entries[0].get("data", {}).get("id")) or ""
             self.store.append_turn(TurnRecord(self.session_id, removed.entries, turn_id))
             self.own_turns.append(turn_id)
             self.say("(the previous answer was kept)")
+
+    def cmd_attach(self, arg: str) -> None:
+        from chatcli.compose import attachment, describe
+
+        if arg:
+            self.attachments.append(attachment(arg))
+        names = ", ".join(describe(block) for block in self.attachments)
+        self.say(f"attached to your next message: {names}" if names else "(nothing attached; usage: /attach PATH)")
 
     def cmd_edit(self, arg: str) -> None:
         from chatcli import exporting
