@@ -167,6 +167,9 @@ class ChatRepl:
                 Command("undo", "", "remove your last question and its answer", self.cmd_undo),
                 Command("retry", "", "ask your last question again, replacing its answer", self.cmd_retry),
                 Command("attach", "[PATH]", "attach a file to your next message (no PATH: list them)", self.cmd_attach),
+                Command(
+                    "copy", "[code [N]]", "copy the last answer, or its Nth code block, to the clipboard", self.cmd_copy
+                ),
                 Command("edit", "[TEXT]", "send TEXT, else your last question, edited in $EDITOR", self.cmd_edit),
                 Command("system", "[TEXT]", "show or set this session's system prompt", self.cmd_system),
                 Command("model", "[NAME]", "show or switch the model", self.cmd_model),
@@ -293,6 +296,34 @@ class ChatRepl:
             self.attachments.append(attachment(arg))
         names = ", ".join(describe(block) for block in self.attachments)
         self.say(f"attached to your next message: {names}" if names else "(nothing attached; usage: /attach PATH)")
+
+    def cmd_copy(self, arg: str) -> None:
+        from chatcli import clipboard, exporting, reasoning
+        from chatcli.errors import UsageError
+
+        what, _, number = arg.partition(" ")
+        if what not in ("", "code") or (number and not (number.isascii() and number.isdigit() and int(number))):
+            raise UsageError("usage: /copy, or /copy code [N] for the Nth code block (N from 1)")
+        answers = [m for m in self.store.window(self.session_id, 50).messages if exporting.role(m) == "assistant"]
+        if not answers:
+            self.say("(no answer to copy yet)")
+            return
+        text = reasoning.split_think(exporting.text(answers[-1]))[1].strip("\n")
+        label = "the last answer"
+        if what == "code":
+            blocks, n = clipboard.code_blocks(text), int(number or 1)
+            if n > len(blocks):
+                self.say(f"(the last answer has {len(blocks)} code blocks)")
+                return
+            text, label = blocks[n - 1].removesuffix("\n"), f"code block {n} of the last answer"
+        out = self.console.file
+        reason = clipboard.why_not(out)
+        if reason is not None:
+            self.say(f"cannot copy: {reason}; /export writes the session to a file")
+            return
+        out.write(clipboard.osc52(text))
+        out.flush()
+        self.say(f"copied {label} ({len(text)} characters) to the clipboard (OSC 52)")
 
     def cmd_edit(self, arg: str) -> None:
         from chatcli import exporting
