@@ -6,6 +6,7 @@ terminal; `make_reader` builds the prompt-toolkit one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -205,12 +206,21 @@ class ChatRepl:
         """Send a message (text, or content blocks), with what /attach attached, and show the answer."""
         from chatcli import render
         from chatcli.compose import message_content
-        from chatcli.conversation import show_turn
         from chatcli.errors import ChatcliError
+        from chatcli.startup import loading
 
-        if self.attachments and isinstance(text, str):
-            text, self.attachments = message_content(text, self.attachments), []
-        turn = self.assistant.turn(self.session_id, text)
+        content = message_content(text, self.attachments) if isinstance(text, str) else text
+        waiting = loading(self.assistant) and self.err.is_terminal
+        status = self.err.status("loading the model client (Ctrl-C cancels this message)") if waiting else None
+        try:  # Ctrl-C while the chain (or what shows a turn) is still loading: this message is not sent
+            with status or contextlib.nullcontext():  # a spinner, gone once the chain is there
+                from chatcli.conversation import show_turn
+
+                turn = self.assistant.turn(self.session_id, content)
+        except KeyboardInterrupt:
+            self.say("(interrupted: nothing sent)")
+            return None
+        self.attachments = []
         try:
             return show_turn(turn, self.console, self.err)
         except ChatcliError as exc:  # one bad turn never ends the REPL (render scrubs secrets from it)

@@ -70,6 +70,11 @@ class LazyProxy:
         setattr(self._background.get(), name, value)
 
 
+def loading(value: Any) -> bool:
+    """Whether `value` is a LazyProxy whose object is still being built."""
+    return isinstance(value, LazyProxy) and not value._background.ready
+
+
 # what a terminal sends besides text: escape sequences (arrow keys, focus reports) and other control characters
 _CONTROL = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|O.|[^\[O])|[\x00-\x08\x0b-\x1f\x7f]")
 

@@ -43,12 +43,29 @@ def test_the_prompt_is_up_before_the_chain_loads_and_the_first_turn_waits_for_it
     t = terminal("chat", "-s", "early", **extra)
     t.wait_prompt("early", 1)  # langchain_openai cannot have loaded: the gate is closed
     t.enter("quick question")
-    t.wait_for("early> quick question")
+    t.wait_for("loading the model client (Ctrl-C cancels this message)")
     assert model.chat_requests() == []
     gate.touch()
     screen = t.wait_prompt("early", 2)
     assert "echo: quick question" in screen
     assert [m["data"]["content"] for m in stored(rdb, "early")] == ["quick question", "echo: quick question"]
+
+
+def test_ctrl_c_while_the_chain_loads_cancels_that_message_only(terminal, model, rdb, tmp_path):
+    extra, gate = gated(tmp_path)
+    t = terminal("chat", "-s", "wait", **extra)
+    t.wait_prompt("wait", 1)
+    t.enter("never mind")
+    t.wait_for("loading the model client (Ctrl-C cancels this message)")
+    t.ctrl("c")  # the turn waits for the chain: the gate is closed
+    t.wait_for("(interrupted: nothing sent)")
+    t.wait_prompt("wait", 2)
+    gate.touch()
+    t.enter("now")
+    t.wait_for("echo: now")
+    t.wait_prompt("wait", 3)
+    assert [r["messages"][-1]["content"] for r in model.chat_requests()] == ["now"]
+    assert [m["data"]["content"] for m in stored(rdb, "wait")] == ["now", "echo: now"]
 
 
 def test_a_paste_during_start_up_is_one_message(terminal, model, rdb, tmp_path):
