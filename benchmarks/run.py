@@ -870,6 +870,78 @@ def bench_render(quick: bool, url: str, tmp: Path) -> None:
     )
 
 
+# -- 7. interactive: time to a prompt, and `ask` end to end ---------------------------------------------
+
+
+def time_to_prompt(cmd: list[str], env: dict[str, str], cwd: Path, marker: bytes) -> float:
+    """Wall time from spawning `cmd` in a pseudo-terminal to `marker` (its prompt) on screen."""
+    import pexpect
+
+    start = time.perf_counter()
+    child = pexpect.spawn(cmd[0], cmd[1:], env=env, cwd=str(cwd), dimensions=(30, 100), timeout=60)
+    child.expect_exact(marker)
+    elapsed = time.perf_counter() - start
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    return elapsed
+
+
+def bench_interactive(quick: bool, url: str, tmp: Path) -> None:
+    print("7. interactive: time to an editable prompt (pty), `ask` end to end (zero-latency local server)")
+    from tests.model_server import ModelServer
+
+    llm = str(BIN / "llm") if (BIN / "llm").exists() else shutil.which("llm")
+    if llm is None:
+        print("  the llm CLI is missing: pip install -e '.[bench]'")
+        return
+    chatcli = str(BIN / "chatcli")
+    with ModelServer(responder=lambda messages: "a short answer from the local server") as model:
+        env = cli_env(url, tmp) | {"OPENAI_API_KEY": "x", "OPENAI_BASE_URL": model.base_url}
+        env |= {"PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+        (tmp / "llm" / "extra-openai-models.yaml").write_text(
+            f"- model_id: local\n  model_name: gpt-4o-mini\n  api_base: {model.base_url}\n  api_key_name: local\n"
+        )
+        (tmp / "llm" / "keys.json").write_text('{"local": "x"}')
+        prompts = {
+            "llm chat": ([llm, "chat", "-m", "local"], b"> "),
+            "chatcli chat": ([chatcli, "chat", "-s", "bench-prompt"], b"bench-prompt>"),
+        }
+        asks = {
+            "llm prompt": [llm, "-m", "local", "--no-log", "say hi"],
+            "chatcli ask": [chatcli, "ask", "-s", "bench-ask", "say hi"],
+        }
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "chatcli")], check=True, env=env)
+        for cmd, marker in prompts.values():  # warm the page cache and .pyc files
+            time_to_prompt(cmd, env, tmp, marker)
+        for cmd in asks.values():
+            timed_run(cmd, env, tmp)
+        repeats = 5 if quick else 15
+        times: dict[str, dict[int, float]] = {name: {} for name in [*prompts, *asks]}
+        for r in range(repeats):
+            for name, (cmd, marker) in prompts.items():
+                times[name][r] = time_to_prompt(cmd, env, tmp, marker)
+            for name, cmd in asks.items():
+                times[name][r] = timed_run(cmd, env, tmp)
+    for name, base, target, limit in (
+        ("chatcli chat", "llm chat", "prompt <= 0.35 s (idle machine)", 0.35),
+        ("chatcli ask", "llm prompt", "<= 1.0 × llm", 1.0),
+    ):
+        add(
+            Row(
+                "interactive",
+                f"{name} vs {base}",
+                median(list(times[name].values())),
+                median(list(times[base].values())),
+                "s",
+                target,
+                limit,
+                absolute=name == "chatcli chat",
+                paired=paired(times[name], times[base]),
+            )
+        )
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
@@ -878,6 +950,7 @@ SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
     "listing": bench_listing,
     "export": bench_export,
     "render": bench_render,
+    "interactive": bench_interactive,
 }
 
 

@@ -26,13 +26,13 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from pydantic import SecretStr
 
 from chatcli import exporting, reasoning
+from chatcli.choice import DEFAULT_SYSTEM, choose
 from chatcli.errors import ChatcliError, ModelError
 from chatcli.records import TurnRecord, message_id, new_turn_id, with_id
 from chatcli.secrets import StreamScrubber, scrub
 from chatcli.settings import Settings, require_model_key
 from chatcli.store import Window
 
-DEFAULT_SYSTEM = "You are a helpful assistant."
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 3
 
@@ -200,7 +200,7 @@ class Turn:
 
     assistant: Assistant
     session_id: str
-    question: str
+    question: str | list[Any]  # text, or LangChain content blocks (attachments: chatcli.compose)
     id: str = field(default_factory=new_turn_id)
     received: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)  # what the server sent as reasoning, beside the text
@@ -249,7 +249,7 @@ class Turn:
         self.status = "streaming"
         try:
             stream = chain.stream(
-                {"input": self.question, "system": system},
+                {"input": [HumanMessage(content=self.question)], "system": system},
                 config={"configurable": {"session_id": self.session_id, "turn": self}},
             )
             for chunk in stream:
@@ -387,13 +387,8 @@ class Assistant:
 
     def choose(self, meta: dict[str, str]) -> tuple[str, float | None]:
         """The model and temperature of a turn in a session with this metadata."""
-        model = self.model_flag or meta.get("model") or self.new_session_model
-        temperature = self.temperature_flag
-        if temperature is None and meta.get("temperature"):
-            with contextlib.suppress(ValueError):
-                temperature = float(meta["temperature"])
-        self.model, self.temperature = model, temperature
-        return model, temperature
+        self.model, self.temperature = choose(meta, self.model_flag, self.temperature_flag, self.new_session_model)
+        return self.model, self.temperature
 
     def chain_for(self, model: str, temperature: float | None) -> Any:
         key = (model, temperature)
@@ -404,11 +399,12 @@ class Assistant:
         return self.chain
 
     def _build_chain(self, model: str, temperature: float | None) -> Any:
-        from langchain_core.runnables import ConfigurableFieldSpec
+        from langchain_core.runnables import ConfigurableFieldSpec, RunnableLambda
         from langchain_core.runnables.history import RunnableWithMessageHistory
 
-        prompt = ChatPromptTemplate.from_messages(
-            [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{input}")]
+        # "input" is the question's text (as LangChain callers pass it) or a list of messages (content blocks)
+        prompt = RunnableLambda(_input_as_messages) | ChatPromptTemplate.from_messages(
+            [("system", "{system}"), MessagesPlaceholder("history"), MessagesPlaceholder("input")]
         )
         options: dict[str, Any] = {}
         if temperature is not None:
@@ -446,8 +442,14 @@ class Assistant:
         """The model the next turn of this session will use."""
         return self.choose(self.store.get_meta(session_id))[0]
 
-    def turn(self, session_id: str, text: str) -> Turn:
-        return Turn(self, session_id, text)
+    def turn(self, session_id: str, content: str | list[Any]) -> Turn:
+        """One turn; `content` is the question's text or its content blocks (chatcli.compose.message_content)."""
+        return Turn(self, session_id, content)
+
+
+def _input_as_messages(values: dict[str, Any]) -> dict[str, Any]:
+    question = values["input"]
+    return {**values, "input": [HumanMessage(content=question)] if isinstance(question, str) else question}
 
 
 def chat_model(settings: Settings, model: str, **options: Any) -> Any:
@@ -539,7 +541,8 @@ def write_title(assistant: Assistant, turn: Turn) -> str | None:
 
     try:
         llm = assistant._chains[(turn.model, turn.temperature)][1]  # built by the turn; read, not changed
-        conversation = f"User: {turn.question[:2000]}\n\nAssistant: {turn.text[:2000]}"
+        question = exporting.text({"data": {"content": turn.question}})
+        conversation = f"User: {question[:2000]}\n\nAssistant: {turn.text[:2000]}"
         reply = llm.invoke([SystemMessage(TITLE_PROMPT), HumanMessage(conversation)])
         title = clean_title(exporting.text({"data": {"content": reply.content}}))
         if title:

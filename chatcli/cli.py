@@ -212,25 +212,23 @@ def main_callback(
 # -- chat and ask -----------------------------------------------------------------------------------
 
 
-def _assistant(
-    settings: Settings,
-    store: Any,
-    model: str | None,
-    temperature: float | None,
-    system: str | None,
-    role: str | None = None,
-    variables: list[str] | None = None,
-) -> Any:
-    """The assistant for this run; with --role, its prompt (placeholders filled from --var) is the system
-    prompt, kept with the session together with the role's name."""
-    from chatcli.assistant import Assistant
-
+def role_prompt(store: Any, system: str | None, role: str | None, variables: list[str] | None) -> str | None:
+    """The system prompt of this run: --role's prompt (placeholders filled from --var), else --system."""
     if role is not None:
         from chatcli.roles import RoleBook, parse_vars
 
-        system = RoleBook(store).prompt_for(role, parse_vars(variables or []))
-    elif variables:
+        return RoleBook(store).prompt_for(role, parse_vars(variables or []))
+    if variables:
         raise UsageError("--var fills the placeholders of a role: give --role NAME too")
+    return system
+
+
+def _assistant(
+    settings: Settings, store: Any, model: str | None, temperature: float | None, system: str | None, role: str | None
+) -> Any:
+    """The assistant for this run; `system` is role_prompt's, kept with the session together with the role's name."""
+    from chatcli.assistant import Assistant
+
     return Assistant(settings, store, model=model, temperature=temperature, system=system, role=role)
 
 
@@ -256,7 +254,16 @@ def resolve_session(store: Any, session: str | None, continue_: bool, check: boo
     return new_session_id(), False
 
 
-def announce(store: Any, assistant: Any, session_id: str, resumed: bool) -> None:
+def announce(
+    store: Any,
+    settings: Settings,
+    session_id: str,
+    resumed: bool,
+    *,
+    model: str | None,
+    system: str | None,
+    role: str | None,
+) -> None:
     """The session line, and for a resumed session where you were (recap_lines)."""
     announce_session(session_id, resumed)
     if resumed:
@@ -264,7 +271,7 @@ def announce(store: Any, assistant: Any, session_id: str, resumed: bool) -> None
 
         console = stdout_console()
         console = console if console.is_terminal else stderr_console()
-        for line in recap_lines(store, session_id, assistant):
+        for line in recap_lines(store, session_id, settings, model_flag=model, system=system, role=role):
             render.print_notice(console, "  " + line)
 
 
@@ -349,6 +356,7 @@ def chat(
 
     A session keeps its model, temperature, system prompt and role: --model and --temperature given for a
     session that has its own win for this run only."""
+    typeahead = _hold_typeahead()
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     check_turn_options(system, temperature, role)
@@ -357,15 +365,32 @@ def chat(
     session = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
     session_id, resumed = resolve_session(store, session, continue_)
-    assistant = _assistant(settings, store, model, temperature, system, role, var)
+    system = role_prompt(store, system, role, var)
     if sys.stdin.isatty() or session is None:
-        announce(store, assistant, session_id, resumed)
-    if sys.stdin.isatty():
+        announce(store, settings, session_id, resumed, model=model, system=system, role=role)
+    if typeahead is not None:
         from chatcli.repl import ChatRepl
+        from chatcli.startup import Background, LazyProxy
 
-        ChatRepl(settings, store, assistant, session_id, stdout_console(), stderr_console()).run()
+        # the prompt comes up at once; the chain (seconds of imports) loads once it is drawn
+        loading = Background(lambda: _assistant(settings, store, model, temperature, system, role))
+        repl = ChatRepl(settings, store, LazyProxy(loading), session_id, stdout_console(), stderr_console())
+        repl.run(typeahead.take, loading.start)
         return
-    _scripted_chat(assistant, session_id)
+    _scripted_chat(_assistant(settings, store, model, temperature, system, role), session_id)
+
+
+def _hold_typeahead() -> Any:
+    """On a terminal, hold what the user types from now until the prompt is up (chatcli.startup.Typeahead)."""
+    if not sys.stdin.isatty():
+        return None
+    import atexit
+
+    from chatcli.startup import Typeahead
+
+    typeahead = Typeahead(sys.stdin.fileno())
+    atexit.register(typeahead.restore)  # start-up failed before the prompt: the terminal gets its settings back
+    return typeahead
 
 
 def _scripted_chat(assistant: Any, session_id: str) -> None:
@@ -410,27 +435,36 @@ def ask(
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file", "-f", help="Attach a text file or a png, jpeg, gif or webp image (repeatable; - is stdin)."
+        ),
+    ] = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
+    from chatcli.compose import attachment, message_content
+
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     check_turn_options(system, temperature, role)
-    piped = "" if sys.stdin.isatty() else stdin_text().read()
+    attached = [attachment(path) for path in files or []]  # `-f -` reads stdin, which is then not appended
+    piped = "" if sys.stdin.isatty() or "-" in (files or []) else stdin_text().read()
     text = "\n\n".join(part for part in (utf8_text("the question", question or ""), piped.strip("\n")) if part.strip())
-    if not text:
+    if not text and not attached:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
     session = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
     session_id, _exists = resolve_session(store, session, continue_, check=False)
-    assistant = _assistant(settings, store, model, temperature, system, role, var)
+    assistant = _assistant(settings, store, model, temperature, role_prompt(store, system, role, var), role)
     if session is None:
         announce_session(session_id, resumed=continue_)
     from chatcli.assistant import title_job
     from chatcli.conversation import show_turn
 
-    turn = show_turn(assistant.turn(session_id, text), stdout_console(), stderr_console())
+    turn = show_turn(assistant.turn(session_id, message_content(text, attached)), stdout_console(), stderr_console())
     if turn.status == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     finish_titles([title_job(assistant, turn)], settings)
