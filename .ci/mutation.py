@@ -460,6 +460,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--rerun", type=Path, help="run only the survivors and timeouts of this results file")
     parser.add_argument("--ids", default="", help="run only these mutant ids (comma-separated)")
+    parser.add_argument("--skip", type=Path, action="append", default=[], help="skip the mutants of this results file")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--pause-file", type=Path, help="between mutants, wait while this file exists")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
@@ -478,8 +479,10 @@ def main() -> int:
         wanted |= {m["id"] for m in json.loads(args.rerun.read_text())["mutants"] if m["status"] != "killed"}
     if wanted:
         mutants = [m for m in mutants if m.id in wanted]
+    done = {m["id"] for path in args.skip for m in json.loads(path.read_text())["mutants"]}
     if args.sample and args.sample < len(mutants):
         mutants = sorted(random.Random(args.seed).sample(mutants, args.sample), key=lambda m: (m.file, m.start))
+    mutants = [m for m in mutants if m.id not in done]
     print(f"{generated} mutants generated, {len(mutants)} to run", flush=True)
     if args.list:
         for m in mutants:

@@ -71,15 +71,21 @@ def test_a_turn_of_many_messages_is_stored_whole_and_in_order(rdb, redis_url):
     assert [m["data"]["content"] for m in stored(rdb, "s")] == [f"m{i:03d}" for i in range(250)]
 
 
-@pytest.mark.parametrize("taken", [META, TURNS])
-def test_a_metadata_or_turn_ids_key_of_another_type_refuses_the_turn_and_writes_nothing(rdb, redis_url, taken):
+@pytest.mark.parametrize("taken", [LIST, META, TURNS])
+@pytest.mark.parametrize("write", ["turn", "metadata"])
+def test_a_session_key_of_another_type_refuses_every_write_and_nothing_is_written(rdb, redis_url, taken, write):
+    """Another program's key where a session's list, metadata or turn ids belong: a turn and a /system alike are
+    refused for good (WRONGTYPE, so the spool sets them aside), before anything is written: never half a turn."""
     store = SessionStore(rdb, where=redis_url)
     rdb.set(taken, "another program's value")
     with pytest.raises(StorageRefused, match="WRONGTYPE"):
-        store.append_turn(exchange_with("t1"))
-    assert rdb.exists(LIST) == 0  # not half a turn: the list was not touched
-    assert rdb.zscore(INDEX, "s") is None
+        if write == "turn":
+            store.append_turn(exchange_with("t1"))
+        else:
+            store.set_meta("s", system="be brief")
     assert rdb.get(taken) == b"another program's value"
+    assert [k for k in (LIST, META, TURNS) if k != taken and rdb.exists(k)] == []
+    assert rdb.zscore(INDEX, "s") is None
 
 
 def test_metadata_without_messages_can_be_changed_again_and_again(rdb, redis_url):
@@ -168,6 +174,16 @@ def test_a_turn_of_one_message_is_taken_back_and_a_turn_not_there_is_none(rdb, r
     assert [m["data"]["content"] for m in stored(rdb, "s")] == ["t2", "echo: t2", "no id", "their id"]
     assert store.remove_turn("s", "never") is None
     assert store.remove_turn("s", "solo") is None
+
+
+def test_a_turn_past_the_search_is_not_taken_back_and_still_cannot_be_stored_twice(rdb, redis_url):
+    store = SessionStore(rdb, where=redis_url)
+    store.append_turn(exchange_with("old"))
+    store.append_turn(exchange_with("new"))
+    assert store.remove_turn("s", "old", search=2) is None
+    assert store.append_turn(exchange_with("old")) is False  # its id still guards it: a spool flush cannot double it
+    assert stored_turns(rdb, "s") == ["old", "old", "new", "new"]
+    assert store.append_turns([]) == []
 
 
 class RacedStore(SessionStore):
