@@ -534,3 +534,35 @@ def test_a_turn_at_the_edge_of_the_search_is_taken_back_whole_or_not_at_all(rdb,
     store.remove_turn("s", "mine")
     left = [m["data"].get("id") for m in stored(rdb, "s")]
     assert ("mine-0" in left) == ("mine-1" in left)
+
+
+# -- what a turn stores ---------------------------------------------------------------------------------------
+
+
+def test_an_answer_ending_in_what_could_begin_the_api_key_is_stored_whole_as_shown(cli, model, rdb, monkeypatch):
+    """The scrubber holds back a tail that may be the start of a secret until the stream ends; LangChain saves
+    the turn at that end, so the held tail must be saved with it."""
+    from tests.model_server import Reply
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdef123456")
+    model.script(Reply(chunks=["keys look like ", "sk-li"]))
+    result = cli("ask", "-s", "tail", "what do keys look like?")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "keys look like sk-li\n"
+    answer = stored(rdb, "tail")[1]["data"]
+    assert answer["content"] == "keys look like sk-li"
+    assert "chatcli" not in answer["response_metadata"]  # a whole answer: no flag
+
+
+@pytest.mark.parametrize(
+    "unusable",
+    [b"not json at all", json.dumps({"type": "human", "data": {"content": "x", "additional_kwargs": "not a map"}})],
+    ids=["unparsable", "langchain-cannot-read"],
+)
+def test_a_turn_says_how_many_stored_entries_it_skipped(cli, model, rdb, unusable):
+    SessionStore(rdb).append_turn(exchange_record("skips", "t1"))
+    rdb.lpush("message_store:skips", unusable)
+    result = cli("ask", "-s", "skips", "and now?")
+    assert result.exit_code == 0, result.stderr
+    assert "(skipped 1 stored entries that are not readable messages)" in result.stderr
+    assert [m["content"] for m in model.last_messages()[1:]] == ["t1", "echo: t1", "and now?"]
