@@ -88,6 +88,22 @@ def test_a_session_key_of_another_type_refuses_every_write_and_nothing_is_writte
     assert rdb.zscore(INDEX, "s") is None
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the turn script checks the types of the list, metadata and turn ids keys but not the index's; "
+    "its ZADD fails after the turn is written, so a stored turn is reported refused (and set aside by a flush)",
+)
+def test_an_index_key_of_another_type_never_leaves_a_stored_turn_reported_refused(rdb, redis_url):
+    store = SessionStore(rdb, where=redis_url)
+    rdb.set(INDEX, "another program's value")
+    try:
+        store.append_turn(exchange_with("t1"))
+    except StorageRefused:
+        assert rdb.exists(LIST) == 0  # refused: then nothing may be written
+    else:
+        assert stored_turns(rdb, "s") == ["t1", "t1"]
+
+
 def test_metadata_without_messages_can_be_changed_again_and_again(rdb, redis_url):
     """`set_meta` (a /system, /clear) is a turn without a turn id: never taken for one already stored."""
     store = SessionStore(rdb, where=redis_url)
