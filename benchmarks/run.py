@@ -882,9 +882,32 @@ def time_to_prompt(cmd: list[str], env: dict[str, str], cwd: Path, marker: bytes
     child.expect_exact(marker)
     elapsed = time.perf_counter() - start
     child.sendcontrol("d")
-    child.expect(pexpect.EOF)
+    try:
+        child.expect(pexpect.EOF, timeout=10)
+    except pexpect.TIMEOUT:  # the Ctrl-D came before the program read its terminal: the time is already taken
+        child.terminate(force=True)
     child.close()
     return elapsed
+
+
+def sgpt_command() -> str | None:
+    """shell-gpt's `sgpt`: BENCH_SGPT, else on PATH (its pins clash with chatcli's, so it lives in a venv of its
+    own: `python3 -m venv /tmp/sgpt-venv && /tmp/sgpt-venv/bin/pip install shell-gpt`)."""
+    found = os.environ.get("BENCH_SGPT") or shutil.which("sgpt")
+    if found is None and Path("/tmp/sgpt-venv/bin/sgpt").exists():
+        found = "/tmp/sgpt-venv/bin/sgpt"
+    return found
+
+
+def wait_for_worker(chatcli: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> None:
+    """Until `chatcli server status` reports the ask worker running (started by a first `ask`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = subprocess.run([chatcli, "server", "status"], env=env, cwd=cwd, capture_output=True, text=True)
+        if "running (pid" in status.stdout.splitlines()[-1]:
+            return
+        time.sleep(0.3)
+    raise RuntimeError("the ask worker did not start")
 
 
 def bench_interactive(quick: bool, url: str, tmp: Path) -> None:
@@ -895,6 +918,7 @@ def bench_interactive(quick: bool, url: str, tmp: Path) -> None:
     if llm is None:
         print("  the llm CLI is missing: pip install -e '.[bench]'")
         return
+    sgpt = sgpt_command()
     chatcli = str(BIN / "chatcli")
     with ModelServer(responder=lambda messages: "a short answer from the local server") as model:
         env = cli_env(url, tmp) | {"OPENAI_API_KEY": "x", "OPENAI_BASE_URL": model.base_url}
@@ -903,30 +927,58 @@ def bench_interactive(quick: bool, url: str, tmp: Path) -> None:
             f"- model_id: local\n  model_name: gpt-4o-mini\n  api_base: {model.base_url}\n  api_key_name: local\n"
         )
         (tmp / "llm" / "keys.json").write_text('{"local": "x"}')
-        prompts = {
-            "llm chat": ([llm, "chat", "-m", "local"], b"> "),
-            "chatcli chat": ([chatcli, "chat", "-s", "bench-prompt"], b"bench-prompt>"),
+        # sgpt reads ~/.config/shell_gpt/.sgptrc, written on its first run: a home of its own, pointed at the server
+        sgpt_home = tmp / "sgpt-home"
+        (sgpt_home / ".config" / "shell_gpt").mkdir(parents=True, exist_ok=True)
+        (sgpt_home / ".config" / "shell_gpt" / ".sgptrc").write_text(
+            f"OPENAI_API_KEY=x\nAPI_BASE_URL={model.base_url}\nDEFAULT_MODEL=gpt-4o-mini\nSTREAM=true\n"
+            "PRETTIFY_MARKDOWN=false\nUSE_LITELLM=false\nDEFAULT_COLOR=magenta\nCACHE_PATH="
+            + str(sgpt_home / "cache")
+            + "\nCHAT_CACHE_PATH="
+            + str(sgpt_home / "chat")
+            + "\n"
+        )
+        sgpt_env = env | {"HOME": str(sgpt_home)}
+        no_worker = env | {"CHATCLI_WORKER": "0"}
+        prompts: dict[str, tuple[list[str], bytes, dict[str, str]]] = {
+            "llm chat": ([llm, "chat", "-m", "local"], b"> ", env),
+            "chatcli chat": ([chatcli, "chat", "-s", "bench-prompt"], b"bench-prompt>", env),
         }
-        asks = {
-            "llm prompt": [llm, "-m", "local", "--no-log", "say hi"],
-            "chatcli ask": [chatcli, "ask", "-s", "bench-ask", "say hi"],
+        asks: dict[str, tuple[list[str], dict[str, str]]] = {
+            "llm prompt": ([llm, "-m", "local", "--no-log", "say hi"], env),
+            "chatcli ask": ([chatcli, "ask", "-s", "bench-ask", "say hi"], env),
+            "chatcli ask, no worker": ([chatcli, "ask", "-s", "bench-ask", "say hi"], no_worker),
         }
+        if sgpt is not None:
+            prompts["sgpt --repl"] = ([sgpt, "--repl", "bench"], b">>> ", sgpt_env)
+            asks["sgpt"] = ([sgpt, "say hi"], sgpt_env)
+        else:
+            print("  sgpt is missing (see sgpt_command): not measured")
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "chatcli")], check=True, env=env)
-        for cmd, marker in prompts.values():  # warm the page cache and .pyc files
-            time_to_prompt(cmd, env, tmp, marker)
-        for cmd in asks.values():
-            timed_run(cmd, env, tmp)
+        for cmd, marker, cmd_env in prompts.values():  # warm the page cache and .pyc files
+            time_to_prompt(cmd, cmd_env, tmp, marker)
+        for cmd, cmd_env in asks.values():  # the first `chatcli ask` starts the worker
+            timed_run(cmd, cmd_env, tmp)
+        wait_for_worker(chatcli, env, tmp)
         repeats = 5 if quick else 15
         times: dict[str, dict[int, float]] = {name: {} for name in [*prompts, *asks]}
         for r in range(repeats):
-            for name, (cmd, marker) in prompts.items():
-                times[name][r] = time_to_prompt(cmd, env, tmp, marker)
-            for name, cmd in asks.items():
-                times[name][r] = timed_run(cmd, env, tmp)
-    for name, base, target, limit in (
+            for name, (cmd, marker, cmd_env) in prompts.items():
+                times[name][r] = time_to_prompt(cmd, cmd_env, tmp, marker)
+            for name, (cmd, cmd_env) in asks.items():
+                times[name][r] = timed_run(cmd, cmd_env, tmp)
+        subprocess.run([chatcli, "server", "stop"], env=env, cwd=tmp, capture_output=True)
+    rows = [
         ("chatcli chat", "llm chat", "prompt <= 0.35 s (idle machine)", 0.35),
         ("chatcli ask", "llm prompt", "<= 1.0 × llm", 1.0),
-    ):
+        ("chatcli ask, no worker", "llm prompt", "(no target: CHATCLI_WORKER=0)", None),
+    ]
+    if sgpt is not None:
+        rows += [
+            ("chatcli chat", "sgpt --repl", "prompt <= 0.35 s (idle machine)", 0.35),
+            ("chatcli ask", "sgpt", "<= 1.0 × sgpt", 1.0),
+        ]
+    for name, base, target, limit in rows:
         add(
             Row(
                 "interactive",

@@ -1066,6 +1066,7 @@ def server_status() -> None:
             f"pid:             {status.pid or 'unknown'}",
             f"problem:         {status.not_answering}; `chatcli server stop` ends it",
         ]
+    lines.append(f"ask worker:      {_worker_state(settings)}")
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if status.not_answering:
@@ -1074,13 +1075,31 @@ def server_status() -> None:
         raise typer.Exit(int(ExitCode.ERROR) if status.binary is None else 0)
 
 
+def _worker_state(settings: Settings) -> str:
+    from chatcli.worker import STATUS, query
+
+    if not settings.worker:
+        return "off (CHATCLI_WORKER=0)"
+    workers = query(settings.home, STATUS)
+    if not workers:
+        return "not running (the next `ask` starts one)"
+    return "; ".join(
+        f"running (pid {w.get('pid')}, {w.get('served')} command{'s' if w.get('served') != 1 else ''} "
+        f"since {render.short_time(w.get('since'))})"
+        for w in workers
+    )
+
+
 @server_app.command("stop")
 @handle_errors
 def server_stop() -> None:
     """Stop the embedded redis-server, answering or not (its data stays on disk; the next command starts it)."""
     from chatcli import redis_server
+    from chatcli.worker import stop_workers
 
     settings = settings_for()
+    if stop_workers(settings.home):
+        render.print_notice(stderr_console(), "ask worker stopped")
     if redis_server.stop_embedded(settings.home):
         render.print_notice(stderr_console(), "embedded server stopped")
     else:

@@ -269,6 +269,7 @@ def env(
         if name.startswith(("CHATCLI_", "OPENAI_")) or name in ("REDIS_URL", "NO_COLOR", "FORCE_COLOR"):
             monkeypatch.delenv(name, raising=False)
     values = {"CHATCLI_HOME": str(home), "CHATCLI_REDIS_URL": redis_url, "OPENAI_BASE_URL": model.base_url}
+    values["CHATCLI_WORKER"] = "0"  # no warm worker per test home (tests/test_worker.py turns it on)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     work = tmp_path / "cwd"
