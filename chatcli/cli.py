@@ -54,6 +54,11 @@ roles_app = typer.Typer(
     help="Roles: named system prompts kept in Redis, shared by every machine on it.", no_args_is_help=True
 )
 app.add_typer(roles_app, name="roles")
+threads_app = typer.Typer(
+    help="LangGraph threads (langgraph-checkpoint-redis' RedisSaver) in the same Redis: list, show, export.",
+    no_args_is_help=True,
+)
+app.add_typer(threads_app, name="threads")
 
 _state = {"traceback": False}
 
@@ -518,25 +523,33 @@ def history_export(
     redis_url: RedisUrl = None,
 ) -> None:
     """Export a session (oldest first) as json, jsonl or markdown."""
-    if fmt not in exporting.FORMATS:
-        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(exporting.FORMATS)}")
+    check_export_target(fmt, output, force)
     checked_id(session_id)
-    if output is not None and output.is_dir():
-        raise UsageError(f"{output} is a directory: give a file name")
-    if output is not None and output.exists() and not force:
-        raise UsageError(f"{output} exists: pass --force to replace it")
     store = open_store(settings_for(redis_url=redis_url))
     store.require(session_id)
     skipped = [0]
     header = exporting.session_header(session_id, store.get_meta(session_id))
-    entries = store.iter_messages(session_id, skipped=skipped)
+    write_export(session_id, store.iter_messages(session_id, skipped=skipped), header, fmt, output)
+    _skipped_notice(skipped[0])
+
+
+def check_export_target(fmt: str, output: Path | None, force: bool) -> None:
+    if fmt not in exporting.FORMATS:
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(exporting.FORMATS)}")
+    if output is not None and output.is_dir():
+        raise UsageError(f"{output} is a directory: give a file name")
+    if output is not None and output.exists() and not force:
+        raise UsageError(f"{output} exists: pass --force to replace it")
+
+
+def write_export(name: str, entries: Any, header: dict[str, Any], fmt: str, output: Path | None) -> None:
+    """Stdout, or OUTPUT written atomically (and a notice of how many messages went there)."""
     writer = exporting.WRITERS[fmt]
     if output is None:
-        writer(sys.stdout, session_id, entries, header)
+        writer(sys.stdout, name, entries, header)
     else:
-        count = write_atomically(output, lambda out: writer(out, session_id, entries, header))
+        count = write_atomically(output, lambda out: writer(out, name, entries, header))
         render.print_notice(stderr_console(), f"wrote {count} messages to {output}")
-    _skipped_notice(skipped[0])
 
 
 @history_app.command("import")
@@ -578,6 +591,75 @@ def history_import(
         source = "export's" if conversation.header.get("system") else "file's leading system message"
         done += f"; its system prompt is now the {source}{replaced}"
     render.print_notice(stderr_console(), done)
+
+
+# -- LangGraph threads (chatcli.threads) --------------------------------------------------------------
+
+
+def open_threads(redis_url: str | None) -> Any:
+    from chatcli import redis_server
+    from chatcli.threads import ThreadStore
+
+    conn = redis_server.connect(settings_for(redis_url=redis_url))
+    return ThreadStore(conn.client, conn.where)
+
+
+@threads_app.command("list")
+@handle_errors
+def threads_list(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"threads": [...]} as JSON.')] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """List LangGraph threads (id, messages, last activity), most recently active first."""
+    rows = open_threads(redis_url).list_threads()
+    if as_json:
+        threads = [
+            {"id": r.id, "messages": r.messages, "updated": render.iso(r.updated), "title": r.title} for r in rows
+        ]
+        sys.stdout.write(json.dumps({"threads": threads}, ensure_ascii=False, indent=2) + "\n")
+    elif rows:
+        render.print_sessions(stdout_console(), rows)
+    else:
+        render.print_notice(stderr_console(), "no LangGraph threads in this Redis")
+
+
+@threads_app.command("show")
+@handle_errors
+def threads_show(
+    thread_id: Annotated[str, typer.Argument(help="Thread id.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"session", "header", "messages"} as JSON.')] = False,
+    redis_url: RedisUrl = None,
+    reasoning: ShowReasoning = None,
+) -> None:
+    """Show a LangGraph thread's messages (its newest checkpoint), oldest first."""
+    from chatcli.threads import export_header
+
+    settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
+    thread = open_threads(redis_url).get(thread_id)
+    entries = thread.messages()
+    if as_json:
+        exporting.write_json(sys.stdout, thread.id, entries, export_header(thread))
+    else:
+        render.print_messages(stdout_console(), entries, show_reasoning=settings.show_reasoning)
+    _skipped_notice(thread.skipped)
+
+
+@threads_app.command("export")
+@handle_errors
+def threads_export(
+    thread_id: Annotated[str, typer.Argument(help="Thread id.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json, jsonl or markdown.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Export a LangGraph thread (oldest first) as json, jsonl or markdown: `history import` reads the json."""
+    from chatcli.threads import export_header
+
+    check_export_target(fmt, output, force)
+    thread = open_threads(redis_url).get(thread_id)
+    write_export(thread.id, thread.messages(), export_header(thread), fmt, output)
+    _skipped_notice(thread.skipped)
 
 
 # -- sessions ---------------------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""The LangChain apps whose Redis stores chatcli reads, written with the real libraries: a LangGraph chat graph
+on langgraph-checkpoint-redis' RedisSaver, and langchain-redis' RedisChatMessageHistory. The model is the
+tests' local model server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def langgraph_chat(redis_url: str, base_url: str) -> Iterator[Any]:
+    """`say(thread, *messages)`: one run of a one-node chat graph (MessagesState + ChatOpenAI) on a thread."""
+    from langchain_openai import ChatOpenAI
+    from langgraph.checkpoint.redis import RedisSaver
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    llm = ChatOpenAI(base_url=base_url, api_key="x", model="test-model")  # type: ignore[arg-type]
+
+    def model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", model)
+    graph.add_edge(START, "model")
+    with RedisSaver.from_conn_string(redis_url) as saver:
+        saver.setup()
+        app = graph.compile(checkpointer=saver)
+
+        def say(thread: str, *messages: Any) -> Any:
+            return app.invoke({"messages": list(messages)}, {"configurable": {"thread_id": thread}})
+
+        say.app = app  # type: ignore[attr-defined]
+        yield say
