@@ -116,6 +116,24 @@ RedisUrl = Annotated[
     ),
 ]
 SessionArg = Annotated[str, typer.Argument(help="Session id.", show_default=False)]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        help="Where the sessions live: chatcli (LangChain's list layout) or langchain-redis (its JSON documents).",
+    ),
+]
+
+
+def open_source(settings: Settings, source: str, spool: bool = False) -> Any:
+    """The store of `--source`: chatcli's own (open_store), or langchain-redis' documents (chatcli.lcredis)."""
+    if source == "chatcli":
+        return open_store(settings, spool=spool)
+    if source == "langchain-redis":
+        from chatcli.lcredis import open_lcredis
+
+        return open_lcredis(settings)
+    raise UsageError(f"unknown --source {source!r}: use chatcli or langchain-redis")
 
 
 def settings_for(**flags: Any) -> Settings:
@@ -356,6 +374,7 @@ def chat(
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn.
 
@@ -368,7 +387,9 @@ def chat(
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
     session = checked_id(session) if session is not None else None
-    store = open_store(settings, spool=True)
+    if source != "chatcli" and continue_:
+        raise UsageError("--continue finds chatcli's own sessions: give --session ID with --source")
+    store = open_source(settings, source, spool=True)
     session_id, resumed = resolve_session(store, session, continue_)
     system = role_prompt(store, system, role, var)
     if sys.stdin.isatty() or session is None:
@@ -491,11 +512,12 @@ def history_show(
     last: Annotated[int | None, typer.Option("--last", "-n", min=1, help="Only the last N messages.")] = None,
     redis_url: RedisUrl = None,
     reasoning: ShowReasoning = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """Show a session's conversation, oldest first."""
     checked_id(session_id)
     settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
-    store = open_store(settings)
+    store = open_source(settings, source)
     store.require(session_id)
     skipped = [0]
     if last is not None:
@@ -521,11 +543,12 @@ def history_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
     redis_url: RedisUrl = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """Export a session (oldest first) as json, jsonl or markdown."""
     check_export_target(fmt, output, force)
     checked_id(session_id)
-    store = open_store(settings_for(redis_url=redis_url))
+    store = open_source(settings_for(redis_url=redis_url), source)
     store.require(session_id)
     skipped = [0]
     header = exporting.session_header(session_id, store.get_meta(session_id))
@@ -676,8 +699,14 @@ def sessions_list(
         typer.Option("--all", "-a", help="Also find sessions other programs wrote (SCAN), marked unindexed."),
     ] = False,
     redis_url: RedisUrl = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """List sessions, most recently active first."""
+    if source != "chatcli":
+        if cursor is not None or all_:
+            raise UsageError("--cursor and --all are for chatcli's own sessions, not --source " + source)
+        rows = open_source(settings_for(redis_url=redis_url), source).list_sessions(limit)
+        return print_session_rows(rows, None, as_json, all_)
     offset = 0
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
@@ -688,6 +717,10 @@ def sessions_list(
     if all_ and next_offset is None:  # unindexed sessions come after the last page of the index
         rows += catalog.unindexed_sessions()
     next_cursor = str(next_offset) if next_offset is not None else None
+    print_session_rows(rows, next_cursor, as_json, all_)
+
+
+def print_session_rows(rows: list[Any], next_cursor: str | None, as_json: bool, all_: bool) -> None:
     if as_json:
         payload = {
             "sessions": [

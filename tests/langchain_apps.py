@@ -33,3 +33,19 @@ def langgraph_chat(redis_url: str, base_url: str) -> Iterator[Any]:
 
         say.app = app  # type: ignore[attr-defined]
         yield say
+
+
+def lc_history(redis_url: str, session_id: str, **options: Any) -> Any:
+    """langchain-redis' RedisChatMessageHistory on a session (default key prefix and index).
+
+    Its client speaks RESP2: langchain-redis 0.2.6 parses FT.INFO's reply as a RESP2 list, and with redis-py
+    8's RESP3 default it fails (AttributeError: 'dict' object has no attribute 'index') on every instance made
+    once the index exists: a bug of the library, not of chatcli."""
+    import warnings
+
+    import redis
+    from langchain_redis import RedisChatMessageHistory
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "RedisChatMessageHistory was deprecated in LangChain 0.2.6"
+        return RedisChatMessageHistory(session_id, redis_client=redis.Redis.from_url(redis_url, protocol=2), **options)
