@@ -375,6 +375,10 @@ def chat(
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
     source: SourceOpt = "chatcli",
+    thread: Annotated[
+        str | None,
+        typer.Option("--thread", help="Continue this LangGraph thread through LangGraph (the langgraph extra)."),
+    ] = None,
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn.
 
@@ -386,6 +390,13 @@ def chat(
     check_turn_options(system, temperature, role)
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
+    if thread is not None:
+        if session is not None or continue_ or role or source != "chatcli":
+            raise UsageError("--thread goes alone: not with --session, --continue, --role or --source")
+        from chatcli.graphchat import chat_thread
+
+        lines = stdin_text() if not sys.stdin.isatty() else iter(lambda: input("> "), "/exit")
+        return chat_thread(settings, thread, lines, model=model, temperature=temperature, system=system)
     session = checked_id(session) if session is not None else None
     if source != "chatcli" and continue_:
         raise UsageError("--continue finds chatcli's own sessions: give --session ID with --source")

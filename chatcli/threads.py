@@ -28,6 +28,7 @@ import redis
 from chatcli import codec, exporting, redis_errors
 from chatcli.catalog import SessionInfo
 from chatcli.errors import NotFoundError, UsageError
+from chatcli.keys import glob_escape
 
 PREFIX = "checkpoint"
 ROOT_NS = "__empty__"  # langgraph-checkpoint-redis' stand-in for the root graph's empty namespace
@@ -108,6 +109,29 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@dataclass
+class ThreadState:
+    """What a thread's newest root checkpoint holds besides messages, read from the raw layout."""
+
+    keys: list[str]  # state channels other than messages (LangGraph's own `branch:`/`__` channels aside)
+    triggered: list[str]  # nodes a `branch:to:<node>` channel still triggers: tasks not run yet
+    writes: list[str]  # channels of writes recorded against the checkpoint: a run that did not finish
+    namespaces: list[str]  # subgraph namespaces (other than the root graph's)
+
+    def refusal(self) -> str:
+        """Why a plain chat graph must not add to this thread; "" when it may."""
+        if self.keys:
+            return f"its state has keys other than messages ({', '.join(self.keys)}): only its app knows them"
+        if "__interrupt__" in self.writes:
+            return "it waits on an interrupt (human-in-the-loop): resume it in the app that owns it"
+        if self.triggered or self.writes:
+            pending = ", ".join(self.triggered or sorted(set(self.writes)))
+            return f"it has pending tasks ({pending}): finish the run in the app that owns it"
+        if self.namespaces:
+            return f"it has subgraph state ({', '.join(self.namespaces)}): a one-node graph cannot continue it"
+        return ""
+
+
 class ThreadStore:
     """The LangGraph threads of one Redis."""
 
@@ -164,6 +188,32 @@ class ThreadStore:
             )
         rows.sort(key=lambda r: r.updated or 0, reverse=True)
         return rows
+
+    def _scan(self, pattern: str) -> list[str]:
+        return [_text(k) for k in self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000)))]
+
+    def inspect(self, thread_id: str) -> ThreadState:
+        """The thread's state beyond its messages; an empty state for a thread that does not exist yet."""
+        start = len(self.latest_key(thread_id, ""))
+        namespaces = sorted(k[start:] for k in self._scan(self.latest_key(glob_escape(thread_id), "*")))
+        namespaces = [n for n in namespaces if n != ROOT_NS]
+        target = self._call(self.client.get, self.latest_key(thread_id))
+        if target is None:
+            return ThreadState([], [], [], namespaces)
+        key = _text(target)
+        names = _first(self._call(self.client.json().objkeys, key, "$.checkpoint.channel_values")) or []
+        names = [_text(n) for n in names]
+        internal = ("__", "branch:")
+        triggered = sorted(n.removeprefix("branch:to:") for n in names if n.startswith("branch:to:"))
+        others = sorted(n for n in names if n != "messages" and not n.startswith(internal))
+        # writes against this checkpoint: checkpoint_write:<thread>:<ns>:<checkpoint_id>:<task>:<idx>
+        pattern = "checkpoint_write" + glob_escape(key[len(self.prefix) :]) + ":*"
+        write_keys = self._scan(pattern)
+        pipe = self.client.pipeline(transaction=False)
+        for write in write_keys:
+            pipe.json().get(write, "$.channel")
+        channels = [_text(_first(c)) for c in self._call(pipe.execute)] if write_keys else []
+        return ThreadState(others, triggered, channels, namespaces)
 
     def get(self, thread_id: str) -> Thread:
         """The thread's newest root checkpoint; NotFoundError when there is none."""

@@ -49,3 +49,12 @@ def lc_history(redis_url: str, session_id: str, **options: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "RedisChatMessageHistory was deprecated in LangChain 0.2.6"
         return RedisChatMessageHistory(session_id, redis_client=redis.Redis.from_url(redis_url, protocol=2), **options)
+
+
+def run_graph(redis_url: str, graph: Any, thread: str, state: Any) -> Any:
+    """One run of `graph` (a StateGraph) on a RedisSaver thread."""
+    from langgraph.checkpoint.redis import RedisSaver
+
+    with RedisSaver.from_conn_string(redis_url) as saver:
+        saver.setup()
+        return graph.compile(checkpointer=saver).invoke(state, {"configurable": {"thread_id": thread}})
