@@ -34,8 +34,8 @@ from chatcli.catalog import SessionInfo
 from chatcli.errors import NotFoundError, UsageError
 from chatcli.exporting import title_from
 from chatcli.keys import Keys
-from chatcli.records import TurnRecord
-from chatcli.store import Window, as_text, decode_hash
+from chatcli.records import TurnRecord, turn_of
+from chatcli.store import RemovedTurn, Window, as_text, decode_hash
 from chatcli.threads import require_json
 
 SOURCE = "langchain-redis"
@@ -258,10 +258,27 @@ class LcRedisStore:
             self.run(self.client.hsetnx if only_missing else self.client.hset, key, name, value)
         return True
 
-    def _unsupported(self, *_: Any, **__: Any) -> Any:
-        raise UsageError(f"not for {SOURCE} sessions: use the LangChain app, or `history export` and import")
+    def remove_turn(self, session_id: str, turn_id: str, search: int = 200) -> RemovedTurn | None:
+        """/undo, /retry: delete the documents of one turn chatcli wrote (by its message ids) among the newest
+        `search`; None when it is not there."""
+        keys = self._keys(session_id, search, descending=True)
+        found = [
+            (position, key, entry)
+            for position, (key, doc) in enumerate(zip(keys, self._docs(keys), strict=True))
+            if (entry := entry_of(doc)) is not None and turn_of(entry["data"].get("id")) == turn_id
+        ]
+        if not found or not self.run(self.client.delete, *[key for _p, key, _e in found]):
+            return None
+        return RemovedTurn([entry for _p, _k, entry in reversed(found)], newer=found[0][0])
 
-    remove_turn = clear_messages = delete = _unsupported
+    def clear_messages(self, session_id: str) -> None:
+        """/clear: delete every message document of the session (chatcli's metadata stays)."""
+        keys = self._keys(session_id, MAX_MESSAGES, descending=False)
+        for start in range(0, len(keys), 1000):
+            self.run(self.client.delete, *keys[start : start + 1000])
+
+    def delete(self, session_ids: list[str]) -> None:
+        raise UsageError(f"deleting {SOURCE} sessions is for the LangChain app that owns them")
 
 
 def open_lcredis(settings: Any) -> LcRedisStore:

@@ -121,3 +121,24 @@ def test_an_unknown_source_is_a_usage_error(cli) -> None:
     result = cli("history", "show", "x", "--source", "mongo")
     assert result.exit_code == 2
     assert "unknown --source 'mongo'" in result.stderr
+
+
+def test_undo_and_clear_remove_documents_the_library_no_longer_reads(rdb, redis_url, sessions) -> None:
+    store = LcRedisStore(rdb, "test")
+    record = TurnRecord(
+        "soup",
+        [
+            {"type": "human", "data": {"content": "more", "type": "human", "id": "t1-0"}},
+            {"type": "ai", "data": {"content": "sure", "type": "ai", "id": "t1-1"}},
+        ],
+        turn="t1",
+    )
+    store.append_turn(record)
+    lc_history(redis_url, "soup").add_message(HumanMessage("from the app"))
+    removed = store.remove_turn("soup", "t1")
+    assert removed is not None and [e["data"]["content"] for e in removed.entries] == ["more", "sure"]
+    assert removed.newer == 1
+    assert [m.content for m in lc_history(redis_url, "soup").messages][-2:] == ["leek and potato", "from the app"]
+    store.clear_messages("soup")
+    assert lc_history(redis_url, "soup").messages == []
+    assert len(lc_history(redis_url, "trip.2026").messages) == 3  # another session
