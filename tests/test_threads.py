@@ -4,9 +4,11 @@ chatcli with redis-py alone."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from langchain_core.messages import HumanMessage
 
 from tests.conftest import start_redis
 from tests.langchain_apps import langgraph_chat
@@ -113,3 +115,23 @@ def test_a_redis_without_the_json_module_is_a_usage_error(cli, tmp_path: Path) -
             assert len(result.stderr.strip().splitlines()) == 1
     finally:
         plain.stop()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["threads", "list"],
+        ["threads", "show", "trip"],
+        ["threads", "export", "trip", "-f", "markdown"],
+        ["sessions", "list", "--source", "langchain-redis"],
+        ["history", "show", "soup", "--source", "langchain-redis"],
+    ],
+)
+def test_reading_the_langchain_stores_imports_neither_langchain_nor_openai(cli, threads, args) -> None:
+    from tests.langchain_apps import lc_history
+    from tests.test_startup import HEAVY, imported_modules
+
+    lc_history(os.environ["CHATCLI_REDIS_URL"], "soup").add_message(HumanMessage("a soup"))
+    code, modules = imported_modules(args)
+    assert code == 0
+    assert "chatcli" in modules and modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
