@@ -142,3 +142,16 @@ def test_undo_and_clear_remove_documents_the_library_no_longer_reads(rdb, redis_
     store.clear_messages("soup")
     assert lc_history(redis_url, "soup").messages == []
     assert len(lc_history(redis_url, "trip.2026").messages) == 3  # another session
+
+
+def test_resp2_and_resp3_clients_read_the_same(redis_url, sessions) -> None:
+    import redis
+
+    def read(protocol: int) -> tuple:
+        store = LcRedisStore(redis.Redis.from_url(redis_url, protocol=protocol), "test")
+        rows = [(r.id, r.messages, r.title, r.updated) for r in store.list_sessions()]
+        return rows, list(store.iter_messages("soup")), store.count("soup")
+
+    resp2, resp3 = read(2), read(3)
+    assert resp2 == resp3
+    assert resp2[2] == 3 and len(resp2[0]) == 2

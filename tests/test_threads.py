@@ -135,3 +135,34 @@ def test_reading_the_langchain_stores_imports_neither_langchain_nor_openai(cli, 
     code, modules = imported_modules(args)
     assert code == 0
     assert "chatcli" in modules and modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_tool_calls_and_results_of_a_thread_are_shown(cli, redis_url) -> None:
+    from langchain_core.messages import AIMessage, ToolMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from tests.langchain_apps import run_graph
+
+    def agent(state: MessagesState) -> dict:
+        call = {"name": "weather", "args": {"city": "Lisbon"}, "id": "call_1"}
+        return {
+            "messages": [
+                AIMessage("", tool_calls=[call]),
+                ToolMessage("sunny", tool_call_id="call_1", name="weather"),
+                AIMessage("It is sunny."),
+            ]
+        }
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_edge(START, "agent")
+    run_graph(redis_url, graph, "agent", {"messages": [("user", "weather in Lisbon?")]})
+    result = cli("threads", "show", "agent")
+    assert result.exit_code == 0, result.output
+    assert "skipped" not in result.stderr
+    assert result.stdout.split("\n\n") == [
+        "user\nweather in Lisbon?",
+        'assistant\ntool call: weather {"city": "Lisbon"} (id: call_1)',
+        "tool\nresult of weather (id: call_1)\nsunny",
+        "assistant\nIt is sunny.\n",
+    ]
