@@ -393,9 +393,9 @@ def chat(
     if thread is not None:
         if session is not None or continue_ or role or source != "chatcli":
             raise UsageError("--thread goes alone: not with --session, --continue, --role or --source")
-        from chatcli.graphchat import chat_thread
+        from chatcli.graphchat import chat_thread, typed_lines
 
-        lines = stdin_text() if not sys.stdin.isatty() else iter(lambda: input("> "), "/exit")
+        lines = stdin_text() if not sys.stdin.isatty() else typed_lines(f"{render.sanitize(thread)}> ")
         return chat_thread(settings, thread, lines, model=model, temperature=temperature, system=system)
     session = checked_id(session) if session is not None else None
     if source != "chatcli" and continue_:

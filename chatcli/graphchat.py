@@ -18,7 +18,7 @@ LangGraph is an optional extra (`pip install 'chatcli[langgraph]'`); nothing els
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,3 +151,15 @@ def chat_thread(
                 chat.ask(thread_id, question, sys.stdout)
     finally:
         chat.close()
+
+
+def typed_lines(prompt: str) -> Iterator[str]:
+    """Lines typed at a terminal, until Ctrl-D or /exit."""
+    while True:
+        try:
+            line = input(prompt)
+        except EOFError:
+            return
+        if line.strip() in ("/exit", "/quit"):
+            return
+        yield line

@@ -131,3 +131,14 @@ def test_a_failed_turn_leaves_the_thread_as_it_was(cli, model, rdb, redis_url) -
     assert _checkpoints(rdb) == before
     result = cli("chat", "--thread", "trip", input="to Lisbon\n")  # and chatcli can go on with it
     assert result.exit_code == 0, result.output
+
+
+def test_at_a_terminal_each_line_is_a_turn_until_ctrl_d(terminal, model, redis_url) -> None:
+    t = terminal("chat", "--thread", "typed")
+    t.wait_prompt("typed", 1)
+    t.enter("hello")
+    t.wait_for("echo: hello")
+    t.wait_prompt("typed", 2)
+    t.ctrl("d")
+    assert t.exited() == 0
+    assert [m["content"] for m in model.last_messages()][-1] == "hello"
