@@ -395,7 +395,9 @@ def chat(
             raise UsageError("--thread goes alone: not with --session, --continue, --role or --source")
         from chatcli.graphchat import chat_thread, typed_lines
 
-        lines = stdin_text() if not sys.stdin.isatty() else typed_lines(f"{render.sanitize(thread)}> ")
+        if typeahead is not None:
+            typeahead.restore()  # input() reads lines: the terminal's own echo and line editing
+        lines = stdin_text() if typeahead is None else typed_lines(f"{render.sanitize(thread)}> ")
         return chat_thread(settings, thread, lines, model=model, temperature=temperature, system=system)
     session = checked_id(session) if session is not None else None
     if source != "chatcli" and continue_:

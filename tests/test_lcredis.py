@@ -155,3 +155,17 @@ def test_resp2_and_resp3_clients_read_the_same(redis_url, sessions) -> None:
     resp2, resp3 = read(2), read(3)
     assert resp2 == resp3
     assert resp2[2] == 3 and len(resp2[0]) == 2
+
+
+def test_the_repl_continues_a_session_and_undo_takes_the_turn_back(terminal, model, redis_url, sessions) -> None:
+    t = terminal("chat", "--session", "soup", *SOURCE)
+    t.wait_prompt("soup", 1)
+    t.enter("and a bread")
+    t.wait_for("echo: and a bread")
+    t.wait_prompt("soup", 2)
+    assert [m.content for m in lc_history(redis_url, "soup").messages][-2:] == ["and a bread", "echo: and a bread"]
+    t.enter("/undo")
+    t.wait_prompt("soup", 3)
+    t.ctrl("d")
+    assert t.exited() == 0
+    assert [m.content for m in lc_history(redis_url, "soup").messages][-1] == "leek and potato"
