@@ -142,3 +142,15 @@ def test_at_a_terminal_each_line_is_a_turn_until_ctrl_d(terminal, model, redis_u
     t.ctrl("d")
     assert t.exited() == 0
     assert [m["content"] for m in model.last_messages()][-1] == "hello"
+
+
+def test_a_thread_whose_run_failed_midway_is_refused(cli, rdb, redis_url) -> None:
+    def broken(state: MessagesState) -> dict:
+        raise RuntimeError("tool crashed")
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", broken)
+    graph.add_edge(START, "agent")
+    with pytest.raises(RuntimeError):
+        run_graph(redis_url, graph, "crashed", {"messages": [("user", "hi")]})
+    _refused(cli, rdb, "crashed", "pending tasks (agent)")
