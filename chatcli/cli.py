@@ -54,6 +54,11 @@ roles_app = typer.Typer(
     help="Roles: named system prompts kept in Redis, shared by every machine on it.", no_args_is_help=True
 )
 app.add_typer(roles_app, name="roles")
+threads_app = typer.Typer(
+    help="LangGraph threads (langgraph-checkpoint-redis' RedisSaver) in the same Redis: list, show, export.",
+    no_args_is_help=True,
+)
+app.add_typer(threads_app, name="threads")
 
 _state = {"traceback": False}
 
@@ -111,6 +116,24 @@ RedisUrl = Annotated[
     ),
 ]
 SessionArg = Annotated[str, typer.Argument(help="Session id.", show_default=False)]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        help="Where the sessions live: chatcli (LangChain's list layout) or langchain-redis (its JSON documents).",
+    ),
+]
+
+
+def open_source(settings: Settings, source: str, spool: bool = False) -> Any:
+    """The store of `--source`: chatcli's own (open_store), or langchain-redis' documents (chatcli.lcredis)."""
+    if source == "chatcli":
+        return open_store(settings, spool=spool)
+    if source == "langchain-redis":
+        from chatcli.lcredis import open_lcredis
+
+        return open_lcredis(settings)
+    raise UsageError(f"unknown --source {source!r}: use chatcli or langchain-redis")
 
 
 def settings_for(**flags: Any) -> Settings:
@@ -351,6 +374,11 @@ def chat(
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
+    source: SourceOpt = "chatcli",
+    thread: Annotated[
+        str | None,
+        typer.Option("--thread", help="Continue this LangGraph thread through LangGraph (the langgraph extra)."),
+    ] = None,
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn.
 
@@ -362,8 +390,19 @@ def chat(
     check_turn_options(system, temperature, role)
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
+    if thread is not None:
+        if session is not None or continue_ or role or source != "chatcli":
+            raise UsageError("--thread goes alone: not with --session, --continue, --role or --source")
+        from chatcli.graphchat import chat_thread, typed_lines
+
+        if typeahead is not None:
+            typeahead.restore()  # input() reads lines: the terminal's own echo and line editing
+        lines = stdin_text() if typeahead is None else typed_lines(f"{render.sanitize(thread)}> ")
+        return chat_thread(settings, thread, lines, model=model, temperature=temperature, system=system)
     session = checked_id(session) if session is not None else None
-    store = open_store(settings, spool=True)
+    if source != "chatcli" and continue_:
+        raise UsageError("--continue finds chatcli's own sessions: give --session ID with --source")
+    store = open_source(settings, source, spool=True)
     session_id, resumed = resolve_session(store, session, continue_)
     system = role_prompt(store, system, role, var)
     if sys.stdin.isatty() or session is None:
@@ -486,11 +525,12 @@ def history_show(
     last: Annotated[int | None, typer.Option("--last", "-n", min=1, help="Only the last N messages.")] = None,
     redis_url: RedisUrl = None,
     reasoning: ShowReasoning = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """Show a session's conversation, oldest first."""
     checked_id(session_id)
     settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
-    store = open_store(settings)
+    store = open_source(settings, source)
     store.require(session_id)
     skipped = [0]
     if last is not None:
@@ -516,27 +556,36 @@ def history_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
     redis_url: RedisUrl = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """Export a session (oldest first) as json, jsonl or markdown."""
+    check_export_target(fmt, output, force)
+    checked_id(session_id)
+    store = open_source(settings_for(redis_url=redis_url), source)
+    store.require(session_id)
+    skipped = [0]
+    header = exporting.session_header(session_id, store.get_meta(session_id))
+    write_export(session_id, store.iter_messages(session_id, skipped=skipped), header, fmt, output)
+    _skipped_notice(skipped[0])
+
+
+def check_export_target(fmt: str, output: Path | None, force: bool) -> None:
     if fmt not in exporting.FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(exporting.FORMATS)}")
-    checked_id(session_id)
     if output is not None and output.is_dir():
         raise UsageError(f"{output} is a directory: give a file name")
     if output is not None and output.exists() and not force:
         raise UsageError(f"{output} exists: pass --force to replace it")
-    store = open_store(settings_for(redis_url=redis_url))
-    store.require(session_id)
-    skipped = [0]
-    header = exporting.session_header(session_id, store.get_meta(session_id))
-    entries = store.iter_messages(session_id, skipped=skipped)
+
+
+def write_export(name: str, entries: Any, header: dict[str, Any], fmt: str, output: Path | None) -> None:
+    """Stdout, or OUTPUT written atomically (and a notice of how many messages went there)."""
     writer = exporting.WRITERS[fmt]
     if output is None:
-        writer(sys.stdout, session_id, entries, header)
+        writer(sys.stdout, name, entries, header)
     else:
-        count = write_atomically(output, lambda out: writer(out, session_id, entries, header))
+        count = write_atomically(output, lambda out: writer(out, name, entries, header))
         render.print_notice(stderr_console(), f"wrote {count} messages to {output}")
-    _skipped_notice(skipped[0])
 
 
 @history_app.command("import")
@@ -580,6 +629,75 @@ def history_import(
     render.print_notice(stderr_console(), done)
 
 
+# -- LangGraph threads (chatcli.threads) --------------------------------------------------------------
+
+
+def open_threads(redis_url: str | None) -> Any:
+    from chatcli import redis_server
+    from chatcli.threads import ThreadStore
+
+    conn = redis_server.connect(settings_for(redis_url=redis_url))
+    return ThreadStore(conn.client, conn.where)
+
+
+@threads_app.command("list")
+@handle_errors
+def threads_list(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"threads": [...]} as JSON.')] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """List LangGraph threads (id, messages, last activity), most recently active first."""
+    rows = open_threads(redis_url).list_threads()
+    if as_json:
+        threads = [
+            {"id": r.id, "messages": r.messages, "updated": render.iso(r.updated), "title": r.title} for r in rows
+        ]
+        sys.stdout.write(json.dumps({"threads": threads}, ensure_ascii=False, indent=2) + "\n")
+    elif rows:
+        render.print_sessions(stdout_console(), rows)
+    else:
+        render.print_notice(stderr_console(), "no LangGraph threads in this Redis")
+
+
+@threads_app.command("show")
+@handle_errors
+def threads_show(
+    thread_id: Annotated[str, typer.Argument(help="Thread id.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"session", "header", "messages"} as JSON.')] = False,
+    redis_url: RedisUrl = None,
+    reasoning: ShowReasoning = None,
+) -> None:
+    """Show a LangGraph thread's messages (its newest checkpoint), oldest first."""
+    from chatcli.threads import export_header
+
+    settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
+    thread = open_threads(redis_url).get(thread_id)
+    entries = thread.messages()
+    if as_json:
+        exporting.write_json(sys.stdout, thread.id, entries, export_header(thread))
+    else:
+        render.print_messages(stdout_console(), entries, show_reasoning=settings.show_reasoning)
+    _skipped_notice(thread.skipped)
+
+
+@threads_app.command("export")
+@handle_errors
+def threads_export(
+    thread_id: Annotated[str, typer.Argument(help="Thread id.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json, jsonl or markdown.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Export a LangGraph thread (oldest first) as json, jsonl or markdown: `history import` reads the json."""
+    from chatcli.threads import export_header
+
+    check_export_target(fmt, output, force)
+    thread = open_threads(redis_url).get(thread_id)
+    write_export(thread.id, thread.messages(), export_header(thread), fmt, output)
+    _skipped_notice(thread.skipped)
+
+
 # -- sessions ---------------------------------------------------------------------------------------
 
 
@@ -594,8 +712,14 @@ def sessions_list(
         typer.Option("--all", "-a", help="Also find sessions other programs wrote (SCAN), marked unindexed."),
     ] = False,
     redis_url: RedisUrl = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """List sessions, most recently active first."""
+    if source != "chatcli":
+        if cursor is not None or all_:
+            raise UsageError("--cursor and --all are for chatcli's own sessions, not --source " + source)
+        rows = open_source(settings_for(redis_url=redis_url), source).list_sessions(limit)
+        return print_session_rows(rows, None, as_json, all_)
     offset = 0
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
@@ -606,6 +730,10 @@ def sessions_list(
     if all_ and next_offset is None:  # unindexed sessions come after the last page of the index
         rows += catalog.unindexed_sessions()
     next_cursor = str(next_offset) if next_offset is not None else None
+    print_session_rows(rows, next_cursor, as_json, all_)
+
+
+def print_session_rows(rows: list[Any], next_cursor: str | None, as_json: bool, all_: bool) -> None:
     if as_json:
         payload = {
             "sessions": [

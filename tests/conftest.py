@@ -24,6 +24,9 @@ from tests.model_server import ModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# fixtures `stack_proc` and `stack_url`: a Redis with the JSON and Search modules (redis-stack-server)
+pytest_plugins = ["tests.stack"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
