@@ -870,6 +870,152 @@ def bench_render(quick: bool, url: str, tmp: Path) -> None:
     )
 
 
+
+# -- 7. search ----------------------------------------------------------------------------------------
+
+RARE = "zanzibar"  # the word the search looks for: in one message of every 50th session
+
+
+def seed_search(client: redis.Redis, sessions: int, messages: int) -> int:
+    """`sessions` sessions of `messages` messages in chatcli's layout; RARE in the 10th-newest message of every
+    50th session (newest first). Returns how many messages hold it."""
+    store = SessionStore(client)
+    plain = conversation(messages)  # oldest first
+    now = time.time() - sessions
+    pipe = client.pipeline(transaction=False)
+    marked = 0
+    for i in range(sessions):
+        sid = f"s{i:05d}"
+        elements = plain
+        if (sessions - 1 - i) % 50 == 0:  # the newest session is one of them
+            elements = list(plain)
+            elements[-10] = json.dumps(entry("ai", words(ANSWER_CHARS - 20, 7) + f" {RARE.title()} end"))
+            marked += 1
+        ts = now + i
+        pipe.lpush(store.keys.session(sid), *elements)
+        pipe.hset(store.keys.meta(sid), mapping={"created": repr(ts), "updated": repr(ts)})
+        pipe.zadd(store.keys.index, {sid: ts})
+        if i % 50 == 49:
+            pipe.execute()
+    pipe.execute()
+    return marked
+
+
+def net_bytes(client: redis.Redis) -> tuple[int, int]:
+    stats = client.info("stats")
+    return int(stats["total_net_input_bytes"]), int(stats["total_net_output_bytes"])
+
+
+def raw_read(client: redis.Redis, keys: list[str], batch: int = 50) -> int:
+    """The baseline: LRANGE 0 -1 of every list, pipelined `batch` lists a round trip. Returns elements read."""
+    count = 0
+    for start in range(0, len(keys), batch):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + batch]:
+            pipe.lrange(key, 0, -1)
+        count += sum(len(items) for items in pipe.execute())
+    return count
+
+
+def bench_search(quick: bool, url: str, tmp: Path) -> None:
+    from chatcli.search import Search, parse_query
+
+    sessions, messages = 2000, 100
+    print(f"7. search: {sessions:,} sessions × {messages} messages vs a pipelined LRANGE of every list")
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    marked = seed_search(client, sessions, messages)
+    store = SessionStore(client)
+    keys = [store.keys.session(f"s{i:05d}") for i in range(sessions)]
+    repeats = 3 if quick else 9
+    times: dict[str, list[float]] = {"search": [], "raw": [], "first": [], "common first": []}
+    moved: dict[str, tuple[int, int]] = {}
+    client.config_set("slowlog-log-slower-than", 0)
+    client.config_set("slowlog-max-len", 100000)
+    longest = 0
+    for _ in range(repeats):
+        before = net_bytes(client)
+        start = time.perf_counter()
+        assert raw_read(client, keys) == sessions * messages
+        times["raw"].append(time.perf_counter() - start)
+        after = net_bytes(client)
+        moved["raw"] = (after[0] - before[0], after[1] - before[1])
+
+        client.slowlog_reset()
+        before = net_bytes(client)
+        start = time.perf_counter()
+        search = Search(SessionStore(client), parse_query(RARE))
+        found = 0
+        for _hit in search.hits():
+            if not found:
+                times["first"].append(time.perf_counter() - start)
+            found += 1
+        times["search"].append(time.perf_counter() - start)
+        after = net_bytes(client)
+        moved["search"] = (after[0] - before[0], after[1] - before[1])
+        assert found == marked, (found, marked)
+        longest = max([longest] + [e["duration"] for e in client.slowlog_get(100000) if b"EVAL" in e["command"][:8]])
+
+        start = time.perf_counter()
+        common = Search(SessionStore(client), parse_query("redis stream"))
+        next(iter(common.hits()))
+        times["common first"].append(time.perf_counter() - start)
+    client.config_set("slowlog-log-slower-than", 10000)
+    rounds = {k: dict(enumerate(v)) for k, v in times.items()}
+    t = {k: median(v) for k, v in times.items()}
+    add(
+        Row(
+            "search",
+            f"whole search ({marked} hits of {RARE!r}) vs raw pipelined LRANGE of every list",
+            t["search"],
+            t["raw"],
+            "s",
+            "<= 1.5 ×",
+            1.5,
+            f"{search.stats.round_trips} round trips; Redis filters (Lua), Python judges {search.stats.candidates}",
+            paired=paired(rounds["search"], rounds["raw"]),
+        )
+    )
+    add(Row("search", "time to first hit (rare word, newest session)", t["first"], None, "s", "<= 0.3 s", 0.3))
+    add(Row("search", "time to first hit (words in every message)", t["common first"], None, "s", "<= 0.3 s", 0.3))
+    add(
+        Row(
+            "search",
+            "bytes Redis sent: search vs raw read",
+            moved["search"][1] / 1e6,
+            moved["raw"][1] / 1e6,
+            "MB",
+            note=f"sent to Redis: {moved['search'][0] / 1e3:.0f} kB vs {moved['raw'][0] / 1e3:.0f} kB",
+        )
+    )
+    add(Row("search", "longest single filter script in Redis", longest / 1000, None, "ms", "<= 5 ms", 5.0))
+    env = cli_env(url, tmp)
+    for name, args in (
+        ("rare word, every hit", [RARE, "--limit", "0"]),
+        ("words in every message, every hit (200,000)", ["redis stream", "--limit", "0"]),
+    ):
+        rss = []
+        secs = []
+        for _ in range(1 if quick else 3):
+            elapsed, peak = run_rusage([str(BIN / "chatcli"), "search", *args], env, tmp)
+            rss.append(peak)
+            secs.append(elapsed)
+        add(
+            Row(
+                "search",
+                f"`chatcli search` peak RSS: {name}",
+                max(rss),
+                None,
+                "MB",
+                "< 150 MB",
+                150,
+                note=f"{median(secs):.2f} s as a process, output to /dev/null",
+            )
+        )
+    client.flushall()
+    client.close()
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
@@ -878,6 +1024,7 @@ SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
     "listing": bench_listing,
     "export": bench_export,
     "render": bench_render,
+    "search": bench_search,
 }
 
 

@@ -1,0 +1,627 @@
+"""Search every session of a key prefix: words (all of them, case-insensitive) or an exact "phrase".
+
+Sessions are searched newest activity first (the index, then with `include_unindexed` the lists other
+programs wrote), each newest message first, and hits are yielded as they are found: nothing is loaded whole.
+
+Redis filters first: a Lua script reads a bounded slice of one session's list (at most SLICE_BYTES of it, a
+millisecond or so of work) and returns only the elements whose raw JSON contains every ASCII word of the query,
+lower-cased; elements it cannot judge on bytes (escapes, non-ASCII text) come back too. Python then decides
+on the message text itself, so the filter only saves bytes and never changes a result. One script per session
+slice works on a Redis Cluster too (a session's keys share one slot); a round trip carries as many slices as
+fit in ROUND_BYTES, so no pipeline keeps Redis busy for long.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatcli import exporting
+from chatcli.contents import TEXT_TYPES
+from chatcli.errors import UsageError
+from chatcli.store import SessionStore, as_text
+
+ROLES = ("user", "assistant")
+SIDES = ("here", "redis")  # where elements are filtered: in this process (after LRANGE), or in Redis (Lua)
+SNIPPET_WIDTH = 160
+SLICE_BYTES = 256 * 1024  # the most one script call reads: about a millisecond of Redis time
+SLICE_ELEMENTS = 256  # messages a slice read here holds
+ROUND_BYTES = 2 * 1024 * 1024  # what one pipelined round trip reads at most, over all its calls (one extra slice)
+PAGE = 200  # index rows read at a time
+
+# KEYS: the session's list   ARGV: elements left to read counted from the tail (0: start at the head), the
+# most bytes to read, then the ASCII words (lower-case) every element must contain.
+# Reads newest first with indexes counted from the tail, so turns pushed meanwhile shift nothing.
+# Returns {left, read (elements), read (bytes), position, element, position, element, ...}; a position is the
+# message's number counted from the oldest (1 is the first message).
+FILTER_SLICE = r"""
+local key, left, budget = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+if left == 0 then left = redis.call('LLEN', key) end
+local words = {}
+for i = 3, #ARGV do words[#words + 1] = ARGV[i] end
+-- calls fn(i) once for each element i (of the chunk joined with '\n') that holds `needle` (no '\n' in it)
+local function each_holding(joined, starts, needle, fn)
+  local at, i, n = 1, 1, #starts
+  while true do
+    local s = string.find(joined, needle, at, true)
+    if not s then return end
+    while i < n and starts[i + 1] <= s do i = i + 1 end
+    fn(i)
+    if i == n then return end
+    at = starts[i + 1]
+  end
+end
+local out = {0, 0, 0}
+local count, used = 0, 0
+while left > 0 and used < budget do
+  local first = -left
+  local items = redis.call('LRANGE', key, first, math.min(first + 127, -1))
+  if #items == 0 then left = 0; break end
+  local keep = {}
+  if #words == 0 then
+    for i = 1, #items do keep[i] = true end
+  else
+    local starts, at = {}, 1
+    for i, element in ipairs(items) do starts[i] = at; at = at + #element + 1 end
+    local joined = table.concat(items, '\n')
+    local low = string.lower(joined)
+    local found = {}
+    for w, word in ipairs(words) do
+      each_holding(low, starts, word, function(i) if (found[i] or 0) == w - 1 then found[i] = w end end)
+    end
+    for i = 1, #items do keep[i] = found[i] == #words end
+    -- the two letters that lower to ASCII ones (U+212A, U+0130), escaped or not: Python judges those
+    for _, odd in ipairs({'\\u212a', '\\u0130', '\226\132\170', '\196\176'}) do
+      each_holding(low, starts, odd, function(i) keep[i] = true end)
+    end
+  end
+  for i, element in ipairs(items) do
+    if keep[i] then out[#out + 1] = left - i + 1; out[#out + 1] = element end
+    used = used + #element
+  end
+  count = count + #items
+  left = left - #items
+end
+out[1], out[2], out[3] = left, count, used
+return out
+"""
+
+
+# -- the query ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to find: every word (a substring, case-insensitive) and every phrase (words in this order,
+    separated by any white space)."""
+
+    text: str
+    words: tuple[str, ...]
+    phrases: tuple[str, ...]
+
+    @property
+    def needles(self) -> tuple[str, ...]:
+        return self.words + self.phrases
+
+    def filter_words(self) -> list[str]:
+        """What Redis (or keep_indexes) looks for in an element's raw JSON, lower-cased: the runs of ASCII letters
+        and digits of every word and phrase, which JSON encoders write as they are (they escape quotes,
+        backslashes, control characters and, some of them, `/ < > & '` and non-ASCII text). Longest first."""
+        runs = {run for needle in self.needles for run in re.findall(r"[a-z0-9]+", needle)}
+        return sorted(runs, key=lambda run: (-len(run), run))
+
+
+_QUOTED = re.compile(r'"([^"]*)"?')
+
+
+def parse_query(text: str) -> Query:
+    """Words and "quoted phrases" (an unclosed quote runs to the end). Case and white space do not matter."""
+    if any(ch in text for ch in "\x00\x1b") or "\ufffd" in text:
+        raise UsageError("the search query may not contain control characters")
+    phrases = tuple(p for p in (fold(m.group(1)) for m in _QUOTED.finditer(text)) if p)
+    rest = fold(_QUOTED.sub(" ", text))
+    words = tuple(w for w in dict.fromkeys(rest.split(" ")) if w)
+    if not words and not phrases:
+        raise UsageError('the search query is empty: give words, or a "phrase" in quotes')
+    return Query(text, words, phrases)
+
+
+def fold(text: str) -> str:
+    """Lower case, white space runs as one space, no edge spaces: the form queries and texts are compared in."""
+    return " ".join(text.lower().split())
+
+
+# -- matching and snippets --------------------------------------------------------------------------------
+
+
+def searchable_text(entry: dict[str, Any]) -> str:
+    """What a message says: its text parts (not reasoning, tool calls or attachments), one space between
+    parts and for every run of white space."""
+    content = entry.get("data", {}).get("content", "")
+    items = [content] if isinstance(content, str) else content if isinstance(content, list) else []
+    pieces = [
+        item if isinstance(item, str) else item["text"]
+        for item in items
+        if isinstance(item, str)
+        or (isinstance(item, dict) and isinstance(item.get("text"), str) and item.get("type", "text") in TEXT_TYPES)
+    ]
+    return " ".join(" ".join(pieces).split())
+
+
+def _lowered(text: str) -> tuple[str, list[int] | None]:
+    """`text` lower-cased, and where that changed lengths (a few letters lower to two characters), the
+    index in `text` of each lower-case character."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low, None
+    where: list[int] = []
+    for i, ch in enumerate(text):
+        where += [i] * len(ch.lower())
+    return low, where
+
+
+def match_spans(query: Query, text: str) -> list[tuple[int, int]] | None:
+    """Where the query's words and phrases occur in `text` (one line, as searchable_text gives), merged and in
+    order; None unless every one of them occurs."""
+    low, where = _lowered(text)
+    spans: list[tuple[int, int]] = []
+    for needle in query.needles:
+        start = low.find(needle)
+        if start < 0:
+            return None
+        while start >= 0:
+            spans.append((start, start + len(needle)))
+            start = low.find(needle, start + len(needle))
+    if where is not None:
+        spans = [(where[s], where[e - 1] + 1) for s, e in spans]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+@dataclass
+class Snippet:
+    """A window of a message's text around its first match, and the matches in it (offsets into `text`)."""
+
+    text: str
+    spans: list[tuple[int, int]]
+
+
+def make_snippet(text: str, spans: list[tuple[int, int]], width: int = SNIPPET_WIDTH) -> Snippet:
+    """At most `width` characters around the first match (a third of the room before it), cut at spaces where
+    one is near, with "…" where text was left out."""
+    if len(text) <= width:
+        return Snippet(text, spans)
+    first = spans[0][0] if spans else 0
+    start = max(0, min(first - width // 3, len(text) - width))
+    if start:
+        space = text.find(" ", start, first)
+        start = space + 1 if 0 <= space < start + 20 else start
+    end = min(len(text), start + width)
+    if end < len(text):
+        space = text.rfind(" ", max(start, end - 20), end)
+        end = space if space > spans[0][1] else end
+    head, tail = ("…" if start else ""), ("…" if end < len(text) else "")
+    shift = len(head) - start
+    kept = [(max(s, start) + shift, min(e, end) + shift) for s, e in spans if e > start and s < end]
+    return Snippet(head + text[start:end] + tail, kept)
+
+
+# The two letters that lower to ASCII ones (KELVIN SIGN, LATIN CAPITAL I WITH DOT ABOVE): an element holding
+# one is judged by Python whatever its bytes say. As JSON escapes (lower-cased), then as UTF-8.
+_ODD = (b"\\u212a", b"\\u0130", "\u212a".encode(), "\u0130".encode())
+
+
+def _each_holding(joined: bytes, starts: list[int], needle: bytes) -> Iterator[int]:
+    """The index of each element (of `joined`, elements joined by newlines, beginning at `starts`) that holds
+    `needle` (which holds no newline)."""
+    at = joined.find(needle)
+    while at >= 0:
+        i = bisect.bisect_right(starts, at) - 1
+        yield i
+        if i + 1 >= len(starts):
+            return
+        at = joined.find(needle, starts[i + 1])
+
+
+def keep_indexes(items: list[bytes], words: list[str]) -> list[int]:
+    """FILTER_SLICE's test, here: the elements whose raw bytes, lower-cased (ASCII), hold every word, and those
+    holding U+212A or U+0130. A superset of the hits: never a hit left out."""
+    if not words:
+        return list(range(len(items)))
+    joined = b"\n".join(items)
+    low = joined.lower()
+    odd = _ODD if not joined.isascii() else _ODD[:2]
+    if low.find(words[0].encode()) < 0 and all(low.find(o) < 0 for o in odd):
+        return []  # the common case of a rare word: no element to place
+    starts = list(itertools.accumulate((len(item) + 1 for item in items[:-1]), initial=0))
+    found: dict[int, int] = {}
+    for w, word in enumerate(words):
+        for i in _each_holding(low, starts, word.encode()):
+            if found.get(i, 0) == w:
+                found[i] = w + 1
+    keep = {i for i, n in found.items() if n == len(words)}
+    for needle in odd:
+        keep.update(_each_holding(low, starts, needle))
+    return sorted(keep)
+
+
+# -- the search ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hit:
+    session: str
+    position: int  # the message's number in its session, counted from the oldest (1 is the first)
+    role: str
+    updated: float | None  # the session's last activity (messages carry no time of their own)
+    indexed: bool
+    message_id: str | None
+    snippet: Snippet
+
+
+@dataclass
+class Stats:
+    sessions: int = 0  # sessions searched
+    messages: int = 0  # messages Redis read
+    candidates: int = 0  # elements Redis sent back (the filter's output)
+    bytes_read: int = 0  # bytes Redis read on the search's behalf
+    bytes_received: int = 0  # bytes of elements sent back to this process
+    round_trips: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Slice:
+    session: str
+    updated: float | None
+    indexed: bool
+    left: int = 0  # elements still to read, counted from the tail; 0 before the first slice
+
+
+class Search:
+    """One search: `hits()` yields Hit objects as they are found; `stats` counts what it cost."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        query: Query,
+        *,
+        role: str | None = None,
+        since: float | None = None,
+        session: str | None = None,
+        include_unindexed: bool = False,
+        side: str = "here",
+        on_progress: Callable[[Stats], None] | None = None,
+    ):
+        if role is not None and role not in ROLES:
+            raise UsageError(f"--role must be user or assistant, got {role!r}")
+        if side not in SIDES:
+            raise UsageError(f"--filter must be one of {', '.join(SIDES)}, got {side!r}")
+        self.side = side
+        self.store = store
+        self.client = store.client
+        self.keys = store.keys
+        self.query = query
+        self.role = role
+        self.since = since
+        self.session = session
+        self.include_unindexed = include_unindexed
+        self.on_progress = on_progress or (lambda _stats: None)
+        self.stats = Stats()
+        self.words = query.filter_words()
+        self._sha: str | None = None
+
+    def total(self) -> int | None:
+        """How many sessions the search goes through (None when unindexed ones are included: not known yet)."""
+        if self.session is not None:
+            return 1
+        if self.include_unindexed and self.since is None:
+            return None
+        low = "-inf" if self.since is None else repr(self.since)
+        return int(self.store.run(self.client.zcount, self.keys.index, low, "+inf"))
+
+    # -- which sessions, in which order --
+    def sessions(self) -> Iterator[_Slice]:
+        if self.session is not None:
+            self.store.require(self.session)
+            score = self.store.run(self.client.zscore, self.keys.index, self.session)
+            yield _Slice(self.session, float(score) if score is not None else None, score is not None)
+            return
+        yield from self._indexed()
+        if self.include_unindexed and self.since is None:  # other programs' sessions have no activity time
+            from chatcli.catalog import SessionCatalog
+
+            for sid in SessionCatalog(self.store).unindexed_ids():
+                yield _Slice(sid, None, False)
+
+    def _indexed(self) -> Iterator[_Slice]:
+        """The index, newest activity first, paged by score (rows that move meanwhile shift no page)."""
+        top: Any = "+inf"
+        low = "-inf" if self.since is None else repr(self.since)
+        at_top: set[str] = set()  # members already yielded whose score is `top`
+        while True:
+            rows = self.store.run(
+                self.client.zrevrangebyscore,
+                self.keys.index,
+                top,
+                low,
+                start=0,
+                num=PAGE + len(at_top),
+                withscores=True,
+            )
+            fresh = [(as_text(m), float(s)) for m, s in rows if not (float(s) == top and as_text(m) in at_top)]
+            if not fresh:
+                return
+            for sid, score in fresh:
+                yield _Slice(sid, score, True)
+            last = fresh[-1][1]
+            at_top = {sid for sid, score in fresh if score == last} | (at_top if last == top else set())
+            top = last
+
+    # -- reading --
+    def hits(self) -> Iterator[Hit]:
+        """Hits as they are found: sessions newest activity first, each newest message first."""
+        pending: list[_Slice] = []
+        sessions = self.sessions()
+        per_slice = 64 * 1024.0  # a guess of what one slice reads, refined as slices come back
+        exhausted = False
+        while pending or not exhausted:
+            want = max(1, int(ROUND_BYTES // per_slice))
+            while len(pending) < want and not exhausted:
+                nxt = next(sessions, None)
+                if nxt is None:
+                    exhausted = True
+                else:
+                    pending.append(nxt)
+                    self.stats.sessions += 1
+            if not pending:
+                return
+            batch, pending = pending[:want], pending[want:]
+            results = self._round_in_redis(batch) if self.side == "redis" else self._round_here(batch)
+            self.stats.round_trips += 1
+            read = 0
+            again = []
+            for part, (left, count, used, flat) in zip(batch, results, strict=True):
+                read += used
+                self.stats.messages += count
+                self.stats.bytes_read += used
+                yield from self._judge(part, flat)
+                if left > 0:
+                    part.left = left
+                    again.append(part)
+            pending = again + pending  # a long session goes on before the next session starts
+            per_slice = max(1024.0, read / len(batch))
+            self.on_progress(self.stats)
+
+    def _round_in_redis(self, batch: list[_Slice]) -> list[tuple[int, int, int, list[Any]]]:
+        """One pipelined round trip: a FILTER_SLICE call per slice (EVALSHA; EVAL where a node lacks it)."""
+        from redis.exceptions import NoScriptError
+
+        if self._sha is None:
+            self._sha = str(self.store.run(self.client.script_load, FILTER_SLICE))
+
+        def call(pipe: Any, command: str, script: str, part: _Slice) -> None:
+            key = self.keys.session(part.session)
+            pipe.execute_command(command, script, 1, key, part.left, SLICE_BYTES, *self.words)
+
+        def execute() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for part in batch:
+                call(pipe, "EVALSHA", self._sha or "", part)
+            results = list(pipe.execute(raise_on_error=False))
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:  # a node restarted, or joined the cluster, since the script was loaded
+                pipe = self.client.pipeline(transaction=False)
+                for i in missing:
+                    call(pipe, "EVAL", FILTER_SLICE, batch[i])
+                for i, result in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                    results[i] = result
+            return results
+
+        out = []
+        for result in self.store.run(execute):
+            result = self._checked(result, [0, 0, 0])
+            self.stats.bytes_received += sum(map(len, result[4::2]))
+            out.append((int(result[0]), int(result[1]), int(result[2]), list(result[3:])))
+        return out
+
+    def _round_here(self, batch: list[_Slice]) -> list[tuple[int, int, int, list[Any]]]:
+        """One pipelined round trip of plain LRANGEs, filtered here (keep_indexes) as Redis would filter them.
+        A session's first slice is its newest SLICE_ELEMENTS messages (and LLEN); later slices count from the
+        tail, as the script does, so turns pushed meanwhile shift nothing."""
+
+        def execute() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for part in batch:
+                key = self.keys.session(part.session)
+                if part.left == 0:
+                    pipe.lrange(key, 0, SLICE_ELEMENTS - 1)
+                    pipe.llen(key)
+                else:
+                    pipe.lrange(key, -part.left, min(-part.left + SLICE_ELEMENTS - 1, -1))
+            return list(pipe.execute(raise_on_error=False))
+
+        results = self.store.run(execute)
+        out = []
+        at = 0
+        for part in batch:
+            items = self._checked(results[at], [])
+            if part.left == 0:
+                total = int(self._checked(results[at + 1], 0))
+                at += 2
+                newest = total  # the number of the first item, counted from the oldest
+            else:
+                at += 1
+                newest = part.left
+            used = sum(map(len, items))
+            self.stats.bytes_received += used
+            flat: list[Any] = []
+            for i in keep_indexes(items, self.words):
+                flat += [newest - i, items[i]]
+            out.append((max(0, newest - len(items)) if items else 0, len(items), used, flat))
+        return out
+
+    def _checked(self, result: Any, empty: Any) -> Any:
+        """A pipelined reply, or `empty` where the key is not a list any more (WRONGTYPE: nothing to find)."""
+        if not isinstance(result, Exception):
+            return result
+        if "WRONGTYPE" in str(result):
+            return empty
+        from chatcli.redis_errors import translate
+
+        raise translate(result, self.store.where)
+
+    def _judge(self, part: _Slice, flat: list[Any]) -> Iterator[Hit]:
+        for i in range(0, len(flat), 2):
+            raw = flat[i + 1]
+            self.stats.candidates += 1
+            self.stats.bytes_received += len(raw)
+            entry = exporting.parse_entry(raw)
+            if entry is None:
+                continue
+            who = exporting.role(entry)
+            if self.role is not None and who != self.role:
+                continue
+            text = searchable_text(entry)
+            spans = match_spans(self.query, text)
+            if spans is None:
+                continue
+            message_id = entry.get("data", {}).get("id")
+            yield Hit(
+                part.session,
+                int(flat[i]),
+                who,
+                part.updated,
+                part.indexed,
+                message_id if isinstance(message_id, str) else None,
+                make_snippet(text, spans),
+            )
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """--since: a duration back from now (90s, 15m, 12h, 30d, 2w) or a date (2026-11-01, 2026-11-01T09:30,
+    local time unless it says otherwise). Epoch seconds."""
+    from datetime import datetime
+
+    from chatcli.settings import parse_duration
+
+    raw = text.strip()
+    if re.fullmatch(r"\d{4}-\d\d-\d\d([ T].*)?", raw):
+        try:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"invalid --since {text!r}: use a date (2026-11-01) or a duration (30d)") from None
+        return when.timestamp()
+    try:
+        return (now if now is not None else time.time()) - parse_duration(raw)
+    except UsageError:
+        raise UsageError(
+            f"invalid --since {text!r}: use a duration (90s, 15m, 12h, 30d, 2w) or a date (2026-11-01)"
+        ) from None
+
+
+def auto_side(redis_url: str | None) -> str:
+    """Where to filter when --filter is auto: here when Redis is on this machine (the embedded server, a unix
+    socket, a loopback address), where moving every byte is cheaper than Redis's Lua; in Redis otherwise, where
+    the network is the cost."""
+    if not redis_url or redis_url.startswith("unix:"):
+        return "here"
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(redis_url).hostname or "").lower()
+    except ValueError:
+        return "redis"
+    return "here" if host in ("localhost", "::1") or host.startswith("127.") else "redis"
+
+
+def continue_command(session_id: str) -> str:
+    import shlex
+
+    return f"chatcli chat -s {shlex.quote(session_id)}"
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    from chatcli.render import iso
+
+    return {
+        "session": hit.session,
+        "message": hit.position,
+        "role": hit.role,
+        "time": iso(hit.updated),
+        "indexed": hit.indexed,
+        "id": hit.message_id,
+        "snippet": hit.snippet.text,
+        "highlights": [list(span) for span in hit.snippet.spans],
+        "continue": continue_command(hit.session),
+    }
+
+
+def show(search: Search, limit: int, console: Any, err: Any, as_json: bool = False, progress_after: float = 1.0) -> int:
+    """Run `search` and print its hits as they come (at most `limit`; 0: all), then a summary line on stderr
+    (or, with `as_json`, one JSON document written as the hits come). Returns the number of hits."""
+    import json
+
+    from chatcli import render
+
+    progress = render.ProgressLine(err, after=progress_after)
+    total = search.total()
+    of_total = f" of {total:,}" if total is not None else ""
+
+    def tell(stats: Stats) -> None:
+        progress.update(f"searching… {stats.sessions:,}{of_total} sessions, {stats.messages:,} messages, {found} hits")
+
+    search.on_progress = tell
+    found = 0
+    out = console.file
+    first: Hit | None = None
+    if as_json:
+        out.write('{"query": ' + json.dumps(search.query.text, ensure_ascii=False) + ', "hits": [')
+    try:
+        for hit in search.hits():
+            progress.clear()
+            if as_json:
+                out.write(("," if found else "") + "\n  " + json.dumps(hit_json(hit), ensure_ascii=False))
+                out.flush()
+            else:
+                render.print_hit(console, hit)
+            first = first or hit
+            found += 1
+            if limit and found >= limit:
+                break
+    finally:
+        progress.clear()
+    stats = search.stats
+    if as_json:
+        summary = {
+            "sessions": stats.sessions,
+            "messages": stats.messages,
+            "bytes_received": stats.bytes_received,
+            "round_trips": stats.round_trips,
+            "filter": search.side,
+            "complete": not (limit and found >= limit),
+        }
+        out.write(("\n" if found else "") + '], "stats": ' + json.dumps(summary) + "}\n")
+        out.flush()
+        return found
+    notices = console if console.is_terminal else err
+    cost = (
+        f"{stats.messages:,} messages in {stats.sessions:,} sessions, {stats.bytes_received / 1e3:,.0f} kB from Redis"
+    )
+    if first is None:
+        render.print_notice(notices, f"no messages match ({cost})")
+        return 0
+    more = f"; the first {found} (--limit 0 for all)" if limit and found >= limit else ""
+    render.print_notice(notices, f"{found} hit{'s' if found != 1 else ''}{more} ({cost})")
+    render.print_notice(notices, f"continue a session: {continue_command(first.session)}")
+    return found
