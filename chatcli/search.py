@@ -31,19 +31,20 @@ SIDES = ("here", "redis")  # where elements are filtered: in this process (after
 SNIPPET_WIDTH = 160
 SLICE_BYTES = 256 * 1024  # the most one script call reads: about a millisecond of Redis time
 SLICE_ELEMENTS = 256  # messages a slice read here holds
+LUA_CHUNK = 128  # messages the script reads with one LRANGE (and filters at once)
 ROUND_BYTES = 2 * 1024 * 1024  # what one pipelined round trip reads at most, over all its calls (one extra slice)
 PAGE = 200  # index rows read at a time
 
 # KEYS: the session's list   ARGV: elements left to read counted from the tail (0: start at the head), the
-# most bytes to read, then the ASCII words (lower-case) every element must contain.
+# most bytes to read, elements per LRANGE, then the ASCII words (lower-case) every element must contain.
 # Reads newest first with indexes counted from the tail, so turns pushed meanwhile shift nothing.
 # Returns {left, read (elements), read (bytes), position, element, position, element, ...}; a position is the
 # message's number counted from the oldest (1 is the first message).
 FILTER_SLICE = r"""
-local key, left, budget = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local key, left, budget, chunk = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if left == 0 then left = redis.call('LLEN', key) end
 local words = {}
-for i = 3, #ARGV do words[#words + 1] = ARGV[i] end
+for i = 4, #ARGV do words[#words + 1] = ARGV[i] end
 -- calls fn(i) once for each element i (of the chunk joined with '\n') that holds `needle` (no '\n' in it)
 local function each_holding(joined, starts, needle, fn)
   local at, i, n = 1, 1, #starts
@@ -60,7 +61,7 @@ local out = {0, 0, 0}
 local count, used = 0, 0
 while left > 0 and used < budget do
   local first = -left
-  local items = redis.call('LRANGE', key, first, math.min(first + 127, -1))
+  local items = redis.call('LRANGE', key, first, math.min(first + chunk - 1, -1))
   if #items == 0 then left = 0; break end
   local keep = {}
   if #words == 0 then
@@ -412,7 +413,7 @@ class Search:
 
         def call(pipe: Any, command: str, script: str, part: _Slice) -> None:
             key = self.keys.session(part.session)
-            pipe.execute_command(command, script, 1, key, part.left, SLICE_BYTES, *self.words)
+            pipe.execute_command(command, script, 1, key, part.left, SLICE_BYTES, LUA_CHUNK, *self.words)
 
         def execute() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -485,7 +486,6 @@ class Search:
         for i in range(0, len(flat), 2):
             raw = flat[i + 1]
             self.stats.candidates += 1
-            self.stats.bytes_received += len(raw)
             entry = exporting.parse_entry(raw)
             if entry is None:
                 continue
@@ -625,3 +625,10 @@ def show(search: Search, limit: int, console: Any, err: Any, as_json: bool = Fal
     render.print_notice(notices, f"{found} hit{'s' if found != 1 else ''}{more} ({cost})")
     render.print_notice(notices, f"continue a session: {continue_command(first.session)}")
     return found
+
+
+def repl_search(store: Any, text: str, console: Any, err: Any, side: str = "here", limit: int = 20) -> int:
+    """`/search QUERY` in the REPL: the first `limit` hits over every indexed session."""
+    if not text.strip():
+        raise UsageError('usage: /search WORDS or /search "a phrase"')
+    return show(Search(store, parse_query(text), side=side), limit, console, err)
