@@ -466,9 +466,10 @@ def search(
     """Search every session, newest activity first, each newest message first; `chatcli chat -s ID` continues
     a session found."""
     from chatcli import search as searching
+    from chatcli.matching import parse_query, parse_since
 
-    parsed = searching.parse_query(utf8_text("the query", query))
-    cutoff = searching.parse_since(since) if since is not None else None
+    parsed = parse_query(utf8_text("the query", query))
+    cutoff = parse_since(since) if since is not None else None
     if where not in ("auto", *searching.SIDES):
         raise UsageError(f"--filter must be auto, here or redis, got {where!r}")
     if role is not None and role not in searching.ROLES:

@@ -13,19 +13,8 @@ from rich.console import Console
 
 from chatcli import render
 from chatcli.errors import UsageError
-from chatcli.search import (
-    FILTER_SLICE,
-    Hit,
-    Search,
-    Snippet,
-    keep_indexes,
-    make_snippet,
-    match_spans,
-    parse_query,
-    parse_since,
-    searchable_text,
-    show,
-)
+from chatcli.matching import Snippet, make_snippet, match_spans, parse_query, parse_since, searchable_text
+from chatcli.search import FILTER_SLICE, Hit, Search, keep_indexes, show
 
 INDEX = "chatcli:index:{message_store:}"
 
