@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,8 +32,9 @@ SIDES = ("here", "redis")  # where elements are filtered: in this process (after
 SLICE_BYTES = 256 * 1024  # the most one script call reads: about a millisecond of Redis time
 SLICE_ELEMENTS = 256  # messages a slice read here holds
 LUA_CHUNK = 128  # messages the script reads with one LRANGE (and filters at once)
-ROUND_BYTES = 2 * 1024 * 1024  # what one pipelined round trip reads at most, over all its calls (one extra slice)
+ROUND_BYTES = 4 * 1024 * 1024  # what one pipelined round trip reads at most, over all its calls (one extra slice)
 PAGE = 200  # index rows read at a time
+AHEAD = 2  # rounds read ahead of the one being filtered
 
 # KEYS: the session's list   ARGV: elements left to read counted from the tail (0: start at the head), the
 # most bytes to read, elements per LRANGE, then the ASCII words (lower-case) every element must contain.
@@ -95,6 +97,7 @@ return out
 # The two letters that lower to ASCII ones (KELVIN SIGN, LATIN CAPITAL I WITH DOT ABOVE): an element holding
 # one is judged by Python whatever its bytes say. As JSON escapes (lower-cased), then as UTF-8.
 _ODD = (b"\\u212a", b"\\u0130", "\u212a".encode(), "\u0130".encode())
+_ODD_RE = re.compile(b"|".join(re.escape(o) for o in _ODD))
 
 
 def _each_holding(joined: bytes, starts: list[int], needle: bytes) -> Iterator[int]:
@@ -116,8 +119,9 @@ def keep_indexes(items: list[bytes], words: list[str]) -> list[int]:
         return list(range(len(items)))
     joined = b"\n".join(items)
     low = joined.lower()
-    odd = _ODD if not joined.isascii() else _ODD[:2]
-    if low.find(words[0].encode()) < 0 and all(low.find(o) < 0 for o in odd):
+    escaped = joined.find(b"\\") >= 0  # one memchr: most chunks have no escape at all
+    odd = [o for o in _ODD[:2] if escaped] + ([] if joined.isascii() else list(_ODD[2:]))
+    if low.find(words[0].encode()) < 0 and not (odd and _ODD_RE.search(low)):
         return []  # the common case of a rare word: no element to place
     starts = list(itertools.accumulate((len(item) + 1 for item in items[:-1]), initial=0))
     found: dict[int, int] = {}
@@ -162,6 +166,19 @@ class _Slice:
     updated: float | None
     indexed: bool
     left: int = 0  # elements still to read, counted from the tail; 0 before the first slice
+
+
+@dataclass
+class _Read:
+    """What one slice read: elements left to read (from the tail), elements and bytes read, and either the
+    candidates Redis filtered (flat: number, element, ...) or every element read, to filter here."""
+
+    left: int
+    count: int
+    used: int
+    flat: list[Any] | None = None
+    items: list[bytes] = field(default_factory=list)
+    newest: int = 0  # the number of items[0], counted from the oldest
 
 
 class Search:
@@ -246,12 +263,61 @@ class Search:
 
     # -- reading --
     def hits(self) -> Iterator[Hit]:
-        """Hits as they are found: sessions newest activity first, each newest message first."""
+        """Hits as they are found: sessions newest activity first, each newest message first.
+
+        A thread reads ahead (at most AHEAD rounds, so memory stays bounded) while this one filters and
+        judges: Redis answers the next round while Python looks at the last one."""
+        import queue
+        import threading
+
+        ready: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                for round_ in self._rounds():
+                    while not stop.is_set():
+                        try:
+                            ready.put(round_, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ready.put(None)
+            except BaseException as exc:  # handed to the reader of the hits, raised there
+                ready.put(exc)
+
+        reader = threading.Thread(target=read, name="chatcli-search-read", daemon=True)
+        reader.start()
+        try:
+            while True:
+                round_ = ready.get()
+                if round_ is None:
+                    return
+                if isinstance(round_, BaseException):
+                    raise round_
+                for part, read_ in round_:
+                    self.stats.messages += read_.count
+                    self.stats.bytes_read += read_.used
+                    flat = read_.flat
+                    if flat is None:  # read here: filtered here
+                        flat = []
+                        for i in keep_indexes(read_.items, self.words):
+                            flat += [read_.newest - i, read_.items[i]]
+                    yield from self._judge(part, flat)
+                self.on_progress(self.stats)
+        finally:
+            stop.set()
+
+    def _rounds(self) -> Iterator[list[tuple[_Slice, _Read]]]:
+        """Round trips of slices: as many sessions as fit in ROUND_BYTES (as far as the last round tells), the
+        rest of a long session before the next session."""
         pending: list[_Slice] = []
         sessions = self.sessions()
         per_slice = 64 * 1024.0  # a guess of what one slice reads, refined as slices come back
         exhausted = False
-        while pending or not exhausted:
+        while True:
             want = max(1, int(ROUND_BYTES // per_slice))
             while len(pending) < want and not exhausted:
                 nxt = next(sessions, None)
@@ -263,23 +329,17 @@ class Search:
             if not pending:
                 return
             batch, pending = pending[:want], pending[want:]
-            results = self._round_in_redis(batch) if self.side == "redis" else self._round_here(batch)
+            reads = self._round_in_redis(batch) if self.side == "redis" else self._round_here(batch)
             self.stats.round_trips += 1
-            read = 0
             again = []
-            for part, (left, count, used, flat) in zip(batch, results, strict=True):
-                read += used
-                self.stats.messages += count
-                self.stats.bytes_read += used
-                yield from self._judge(part, flat)
-                if left > 0:
-                    part.left = left
-                    again.append(part)
+            for part, read_ in zip(batch, reads, strict=True):
+                if read_.left > 0:
+                    again.append(_Slice(part.session, part.updated, part.indexed, read_.left))
             pending = again + pending  # a long session goes on before the next session starts
-            per_slice = max(1024.0, read / len(batch))
-            self.on_progress(self.stats)
+            per_slice = max(1024.0, sum(r.used for r in reads) / len(batch))
+            yield list(zip(batch, reads, strict=True))
 
-    def _round_in_redis(self, batch: list[_Slice]) -> list[tuple[int, int, int, list[Any]]]:
+    def _round_in_redis(self, batch: list[_Slice]) -> list[_Read]:
         """One pipelined round trip: a FILTER_SLICE call per slice (EVALSHA; EVAL where a node lacks it)."""
         from redis.exceptions import NoScriptError
 
@@ -308,11 +368,11 @@ class Search:
         for result in self.store.run(execute):
             result = self._checked(result, [0, 0, 0])
             self.stats.bytes_received += sum(map(len, result[4::2]))
-            out.append((int(result[0]), int(result[1]), int(result[2]), list(result[3:])))
+            out.append(_Read(int(result[0]), int(result[1]), int(result[2]), flat=list(result[3:])))
         return out
 
-    def _round_here(self, batch: list[_Slice]) -> list[tuple[int, int, int, list[Any]]]:
-        """One pipelined round trip of plain LRANGEs, filtered here (keep_indexes) as Redis would filter them.
+    def _round_here(self, batch: list[_Slice]) -> list[_Read]:
+        """One pipelined round trip of plain LRANGEs, to be filtered here (keep_indexes) as Redis would.
         A session's first slice is its newest SLICE_ELEMENTS messages (and LLEN); later slices count from the
         tail, as the script does, so turns pushed meanwhile shift nothing."""
 
@@ -341,10 +401,8 @@ class Search:
                 newest = part.left
             used = sum(map(len, items))
             self.stats.bytes_received += used
-            flat: list[Any] = []
-            for i in keep_indexes(items, self.words):
-                flat += [newest - i, items[i]]
-            out.append((max(0, newest - len(items)) if items else 0, len(items), used, flat))
+            left = max(0, newest - len(items)) if items else 0
+            out.append(_Read(left, len(items), used, items=items, newest=newest))
         return out
 
     def _checked(self, result: Any, empty: Any) -> Any:
