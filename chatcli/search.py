@@ -153,7 +153,7 @@ class Hit:
 class Stats:
     sessions: int = 0  # sessions searched
     messages: int = 0  # messages Redis read
-    candidates: int = 0  # elements Redis sent back (the filter's output)
+    candidates: int = 0  # elements the byte filter let through (here or in Redis)
     bytes_read: int = 0  # bytes Redis read on the search's behalf
     bytes_received: int = 0  # bytes of elements sent back to this process
     round_trips: int = 0
@@ -273,20 +273,24 @@ class Search:
         ready: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
         stop = threading.Event()
 
+        def hand_over(item: Any) -> bool:
+            """Put `item` in the queue unless the reader of the hits stopped (False then)."""
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def read() -> None:
             try:
                 for round_ in self._rounds():
-                    while not stop.is_set():
-                        try:
-                            ready.put(round_, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                ready.put(None)
+                    if not hand_over(round_):
+                        return  # the hits are not wanted any more (--limit reached, Ctrl-C)
+                hand_over(None)
             except BaseException as exc:  # handed to the reader of the hits, raised there
-                ready.put(exc)
+                hand_over(exc)
 
         reader = threading.Thread(target=read, name="chatcli-search-read", daemon=True)
         reader.start()

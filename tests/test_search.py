@@ -298,3 +298,25 @@ def test_slash_search_in_the_repl(cli, sessions, home):
     assert "chatcli chat -s mid" in err.getvalue()
     with pytest.raises(UsageError, match="usage: /search"):
         repl.commands["search"].run("")
+
+
+def test_a_search_stopped_early_leaves_no_reader_behind(rdb, monkeypatch):
+    import threading
+
+    from chatcli import search as search_module
+    from chatcli.store import SessionStore
+
+    monkeypatch.setattr(search_module, "ROUND_BYTES", 1)  # a session a round trip: many rounds wait to be read
+    for i in range(30):
+        rdb.rpush(f"message_store:s{i}", lc("human", f"needle {i}"))
+        rdb.zadd(INDEX, {f"s{i}": i})
+    search = Search(SessionStore(rdb), parse_query("needle"))
+    hits = search.hits()
+    assert next(hits).session == "s29"  # the newest
+    deadline = time.monotonic() + 30
+    while search.stats.round_trips < 2 + search_module.AHEAD and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the reader holds a round the full queue has no room for
+    hits.close()  # as --limit or Ctrl-C stop it
+    for thread in [t for t in threading.enumerate() if t.name == "chatcli-search-read"]:
+        thread.join(10)
+        assert not thread.is_alive()
