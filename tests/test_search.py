@@ -320,3 +320,16 @@ def test_a_search_stopped_early_leaves_no_reader_behind(rdb, monkeypatch):
     for thread in [t for t in threading.enumerate() if t.name == "chatcli-search-read"]:
         thread.join(10)
         assert not thread.is_alive()
+
+
+@pytest.mark.any_redis
+def test_a_node_that_lost_the_script_gets_it_again(rdb):
+    from chatcli.store import SessionStore
+
+    client = rdb
+    rdb.rpush("message_store:a", lc("human", "needle here"))
+    rdb.zadd(INDEX, {"a": 1.0})
+    search = Search(SessionStore(client), parse_query("needle"), side="redis")
+    search._sha = client.script_load(FILTER_SLICE)
+    client.script_flush()  # as a restarted node, or one that joined the cluster since
+    assert [(h.session, h.position) for h in search.hits()] == [("a", 1)]
