@@ -35,6 +35,7 @@ LUA_CHUNK = 128  # messages the script reads with one LRANGE (and filters at onc
 ROUND_BYTES = 4 * 1024 * 1024  # what one pipelined round trip reads at most, over all its calls (one extra slice)
 PAGE = 200  # index rows read at a time
 AHEAD = 2  # rounds read ahead of the one being filtered
+SEEN_MOST = 500_000  # session ids a search remembers (about 40 MB), to search the ones written to meanwhile
 
 # KEYS: the session's list   ARGV: elements left to read counted from the tail (0: start at the head), the
 # most bytes to read, elements per LRANGE, then the ASCII words (lower-case) every element must contain.
@@ -238,9 +239,30 @@ class Search:
                 yield _Slice(sid, None, False)
 
     def _indexed(self) -> Iterator[_Slice]:
-        """The index, newest activity first, paged by score (rows that move meanwhile shift no page)."""
-        top: Any = "+inf"
+        """The index, newest activity first, as it was when the search started; then the sessions written to
+        meanwhile (they moved above where it started) that it had not reached: a search misses no session
+        for another machine's turn. Ids searched are remembered up to SEEN_MOST (then such a session may be
+        searched twice)."""
         low = "-inf" if self.since is None else repr(self.since)
+        seen: set[str] | None = set()
+        start: float | None = None
+        for part in self._index_pass(low):
+            if start is None:
+                start = part.updated
+            if seen is not None:
+                seen.add(part.session)
+                if len(seen) > SEEN_MOST:
+                    seen = None
+            yield part
+        if start is None:
+            return
+        for part in self._index_pass(f"({start!r}"):
+            if seen is None or part.session not in seen:
+                yield part
+
+    def _index_pass(self, low: str) -> Iterator[_Slice]:
+        """Index rows from the top score down to `low`, paged by score (rows that move meanwhile shift no page)."""
+        top: Any = "+inf"
         at_top: set[str] = set()  # members already yielded whose score is `top`
         while True:
             rows = self.store.run(

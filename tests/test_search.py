@@ -333,3 +333,26 @@ def test_a_node_that_lost_the_script_gets_it_again(rdb):
     search._sha = client.script_load(FILTER_SLICE)
     client.script_flush()  # as a restarted node, or one that joined the cluster since
     assert [(h.session, h.position) for h in search.hits()] == [("a", 1)]
+
+
+def test_a_session_written_to_during_a_search_is_still_searched_once(rdb, monkeypatch):
+    from chatcli import search as search_module
+    from chatcli.store import SessionStore
+
+    monkeypatch.setattr(search_module, "ROUND_BYTES", 1)  # a session a round trip
+    monkeypatch.setattr(search_module, "AHEAD", 1)
+    monkeypatch.setattr(search_module, "PAGE", 2)  # the index is read as the search goes
+    for i in range(20):
+        rdb.rpush(f"message_store:s{i}", lc("human", f"needle {i}"))
+        rdb.zadd(INDEX, {f"s{i}": 1000.0 + i})
+    hits = Search(SessionStore(rdb), parse_query("needle")).hits()
+    found = [next(hits).session]
+    assert found == ["s19"]
+    # another machine writes to the oldest session (not searched yet) and to the newest (searched): both move
+    # to the top of the index, above where the search started
+    for sid in ["s0", "s19"]:
+        rdb.lpush(f"message_store:{sid}", lc("human", f"needle again in {sid}"))
+        rdb.zadd(INDEX, {sid: 5000.0})
+    found += [h.session for h in hits]
+    assert sorted(found) == sorted([*(f"s{i}" for i in range(20)), "s0"])  # s0's two messages, s19 once
+    assert found.count("s19") == 1
