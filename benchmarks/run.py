@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -994,6 +995,183 @@ def bench_interactive(quick: bool, url: str, tmp: Path) -> None:
         )
 
 
+# -- 8. search ----------------------------------------------------------------------------------------
+
+RARE = "zanzibar"  # the word the search looks for: in one message of every 50th session
+
+
+def seed_search(client: redis.Redis, sessions: int, messages: int) -> int:
+    """`sessions` sessions of `messages` messages in chatcli's layout; RARE in the 10th-newest message of every
+    50th session (newest first). Returns how many messages hold it."""
+    store = SessionStore(client)
+    plain = conversation(messages)  # oldest first
+    now = time.time() - sessions
+    pipe = client.pipeline(transaction=False)
+    marked = 0
+    for i in range(sessions):
+        sid = f"s{i:05d}"
+        elements = plain
+        if (sessions - 1 - i) % 50 == 0:  # the newest session is one of them
+            elements = list(plain)
+            elements[-10] = json.dumps(entry("ai", words(ANSWER_CHARS - 20, 7) + f" {RARE.title()} end"))
+            marked += 1
+        ts = now + i
+        pipe.lpush(store.keys.session(sid), *elements)
+        pipe.hset(store.keys.meta(sid), mapping={"created": repr(ts), "updated": repr(ts)})
+        pipe.zadd(store.keys.index, {sid: ts})
+        if i % 50 == 49:
+            pipe.execute()
+    pipe.execute()
+    return marked
+
+
+def net_bytes(client: redis.Redis) -> tuple[int, int]:
+    stats = client.info("stats")
+    return int(stats["total_net_input_bytes"]), int(stats["total_net_output_bytes"])
+
+
+def raw_read(client: redis.Redis, keys: list[str], batch: int = 50) -> int:
+    """The baseline: LRANGE 0 -1 of every list, pipelined `batch` lists a round trip. Returns elements read."""
+    count = 0
+    for start in range(0, len(keys), batch):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + batch]:
+            pipe.lrange(key, 0, -1)
+        count += sum(len(items) for items in pipe.execute())
+    return count
+
+
+def bench_search(quick: bool, url: str, tmp: Path) -> None:
+    from chatcli.search import Search, parse_query
+
+    sessions, messages = 2000, 100
+    print(f"8. search: {sessions:,} sessions × {messages} messages vs a pipelined LRANGE of every list")
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    marked = seed_search(client, sessions, messages)
+    store = SessionStore(client)
+    keys = [store.keys.session(f"s{i:05d}") for i in range(sessions)]
+    repeats = 3 if quick else 9
+    sides = ("here", "redis")
+    times: dict[str, list[float]] = {"raw": []}
+    moved: dict[str, tuple[int, int]] = {}
+    trips: dict[str, int] = {}
+    client.config_set("slowlog-max-len", 100000)
+    scripts: list[int] = []  # microseconds each filter script ran in Redis (SLOWLOG)
+    for _ in range(repeats):
+        before = net_bytes(client)
+        start = time.perf_counter()
+        assert raw_read(client, keys) == sessions * messages
+        times["raw"].append(time.perf_counter() - start)
+        after = net_bytes(client)
+        moved["raw"] = (after[0] - before[0], after[1] - before[1])
+        for side in sides:
+            client.config_set("slowlog-log-slower-than", 0 if side == "redis" else 1_000_000)
+            client.slowlog_reset()
+            before = net_bytes(client)
+            start = time.perf_counter()
+            search = Search(SessionStore(client), parse_query(RARE), side=side)
+            found = 0
+            for _hit in search.hits():
+                if not found:
+                    times.setdefault(f"{side} first", []).append(time.perf_counter() - start)
+                found += 1
+            times.setdefault(side, []).append(time.perf_counter() - start)
+            after = net_bytes(client)
+            moved[side] = (after[0] - before[0], after[1] - before[1])
+            trips[side] = search.stats.round_trips
+            assert found == marked, (found, marked)
+            if side == "redis":
+                entries = client.slowlog_get(100000)
+                scripts += [e["duration"] for e in entries if e["command"][:4].upper() == b"EVAL"]
+            start = time.perf_counter()
+            common = Search(SessionStore(client), parse_query("redis stream"), side=side).hits()
+            next(common)
+            times.setdefault(f"{side} common first", []).append(time.perf_counter() - start)
+            common.close()  # and wait for its reader thread: its last round must not count in the next figure
+            for thread in [t for t in threading.enumerate() if t.name == "chatcli-search-read"]:
+                thread.join()
+    client.config_set("slowlog-log-slower-than", 10000)
+    rounds = {k: dict(enumerate(v)) for k, v in times.items()}
+    t = {k: median(v) for k, v in times.items()}
+    for side in sides:
+        add(
+            Row(
+                "search",
+                f"--filter {side}: whole search ({marked} hits of {RARE!r}) vs raw pipelined LRANGE of every list",
+                t[side],
+                t["raw"],
+                "s",
+                "<= 1.5 ×",
+                1.5,
+                f"{trips[side]} round trips (raw: {sessions // 50})",
+                paired=paired(rounds[side], rounds["raw"]),
+            )
+        )
+        add(Row("search", f"--filter {side}: first hit (rare word)", t[f"{side} first"], None, "s", "<= 0.3 s", 0.3))
+        add(
+            Row(
+                "search",
+                f"--filter {side}: first hit (words in every message)",
+                t[f"{side} common first"],
+                None,
+                "s",
+                "<= 0.3 s",
+                0.3,
+            )
+        )
+        add(
+            Row(
+                "search",
+                f"--filter {side}: bytes Redis sent vs raw read",
+                moved[side][1] / 1e6,
+                moved["raw"][1] / 1e6,
+                "MB",
+                note=f"sent to Redis: {moved[side][0] / 1e3:.0f} kB vs {moved['raw'][0] / 1e3:.0f} kB",
+            )
+        )
+    scripts.sort()
+    p99 = scripts[int(len(scripts) * 0.99)] / 1000
+    add(
+        Row(
+            "search",
+            "--filter redis: one filter script in Redis, 99th percentile",
+            p99,
+            None,
+            "ms",
+            "<= 5 ms",
+            5.0,
+            f"median {median(scripts) / 1000:.2f} ms, longest {scripts[-1] / 1000:.1f} ms of {len(scripts)} calls",
+        )
+    )
+    env = cli_env(url, tmp)
+    for name, args in (
+        ("rare word, every hit, --filter here", [RARE, "--limit", "0", "--filter", "here"]),
+        ("rare word, every hit, --filter redis", [RARE, "--limit", "0", "--filter", "redis"]),
+        ("words in every message, every hit (200,000)", ["redis stream", "--limit", "0"]),
+    ):
+        rss = []
+        secs = []
+        for _ in range(1 if quick else 3):
+            elapsed, peak = run_rusage([str(BIN / "chatcli"), "search", *args], env, tmp)
+            rss.append(peak)
+            secs.append(elapsed)
+        add(
+            Row(
+                "search",
+                f"`chatcli search` peak RSS: {name}",
+                max(rss),
+                None,
+                "MB",
+                "< 150 MB",
+                150,
+                note=f"{median(secs):.2f} s as a process, output to /dev/null",
+            )
+        )
+    client.flushall()
+    client.close()
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
@@ -1003,6 +1181,7 @@ SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
     "export": bench_export,
     "render": bench_render,
     "interactive": bench_interactive,
+    "search": bench_search,
 }
 
 

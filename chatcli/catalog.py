@@ -158,11 +158,11 @@ class SessionCatalog:
             )
         return described
 
-    def unindexed_sessions(self, batch: int = 500) -> list[SessionInfo]:
-        """Sessions in the LangChain layout (`<prefix><id>` lists) that chatcli's index does not list:
+    def unindexed_ids(self, batch: int = 500) -> list[str]:
+        """Ids of the sessions in the LangChain layout (`<prefix><id>` lists) that chatcli's index does not list:
         written by other programs. SCAN MATCH on the prefix (glob characters escaped), TYPE list; on a
         cluster redis-py scans every primary. Ids chatcli cannot use (braces, control characters) are left out.
-        """
+        Sorted by id."""
 
         def scan() -> list[str]:
             found = []
@@ -179,14 +179,22 @@ class SessionCatalog:
             return sorted(set(found))
 
         candidates = self.run(scan)
-        rows: list[SessionInfo] = []
+        unindexed: list[str] = []
         for start in range(0, len(candidates), batch):
             ids = candidates[start : start + batch]
             scores = self.store.pipeline_execute(lambda p: [p.zscore(self.keys.index, sid) for sid in ids])  # noqa: B023
-            ids = [sid for sid, score in zip(ids, scores, strict=True) if score is None]
-            if ids:  # a session gone since the scan gives its id: left out
-                described = self._describe([(sid, None) for sid in ids], indexed=False)
-                rows += [info for info in described if isinstance(info, SessionInfo)]
+            unindexed += [sid for sid, score in zip(ids, scores, strict=True) if score is None]
+        return unindexed
+
+    def unindexed_sessions(self, batch: int = 500) -> list[SessionInfo]:
+        """Rows for the sessions other programs wrote (unindexed_ids), most recently active first."""
+        candidates = self.unindexed_ids(batch)
+        rows: list[SessionInfo] = []
+        for start in range(0, len(candidates), batch):
+            ids = candidates[start : start + batch]
+            # a session gone since the scan gives its id: left out
+            described = self._describe([(sid, None) for sid in ids], indexed=False)
+            rows += [info for info in described if isinstance(info, SessionInfo)]
         rows.sort(key=lambda r: (-(r.updated or 0.0), r.id))
         return rows
 

@@ -509,6 +509,52 @@ def ask(
     finish_titles([title_job(assistant, turn)], settings)
 
 
+# -- search -----------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[
+        str,
+        typer.Argument(help='Words (every one must occur, in any case) and/or a "quoted phrase".', show_default=False),
+    ],
+    session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only sessions active since: 12h, 30d, 2w, or a date (2026-11-01).")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Only user or only assistant messages.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Stop after N hits (0: every hit).")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"query", "hits": [...], "stats"} as JSON, hit by hit.')
+    ] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Also search sessions other programs wrote (not in the index).")
+    ] = False,
+    where: Annotated[
+        str, typer.Option("--filter", help="Filter messages here, in Redis (Lua: fewer bytes moved), or auto.")
+    ] = "auto",
+    redis_url: RedisUrl = None,
+) -> None:
+    """Search every session, newest activity first, each newest message first; `chatcli chat -s ID` continues
+    a session found."""
+    from chatcli import search as searching
+    from chatcli.matching import parse_query, parse_since
+
+    parsed = parse_query(utf8_text("the query", query))
+    cutoff = parse_since(since) if since is not None else None
+    if where not in ("auto", *searching.SIDES):
+        raise UsageError(f"--filter must be auto, here or redis, got {where!r}")
+    if role is not None and role not in searching.ROLES:
+        raise UsageError(f"--role must be user or assistant, got {role!r}")
+    session = checked_id(session) if session is not None else None
+    settings = settings_for(redis_url=redis_url)
+    side = searching.auto_side(settings.redis_url) if where == "auto" else where
+    store = open_store(settings)
+    found = searching.Search(store, parsed, role=role, since=cutoff, session=session, include_unindexed=all_, side=side)
+    searching.show(found, limit, stdout_console(), stderr_console(), as_json=as_json)
+
+
 # -- history ----------------------------------------------------------------------------------------
 
 

@@ -183,6 +183,7 @@ class ChatRepl:
                 Command("session", "[ID]", "show the session id, or switch to another session", self.cmd_session),
                 Command("export", "FILE", "write this session to FILE (.md, .jsonl, else json)", self.cmd_export),
                 Command("tokens", "", "token usage of this session", self.cmd_tokens),
+                Command("search", "QUERY", 'search every session: words, or a "phrase"', self.cmd_search),
             ]
         }
 
@@ -442,3 +443,8 @@ class ChatRepl:
     def cmd_tokens(self, _arg: str) -> None:
         meta = self.store.get_meta(self.session_id)
         self.say(f"tokens this session: {meta.get('input_tokens', 0)} in, {meta.get('output_tokens', 0)} out")
+
+    def cmd_search(self, arg: str) -> None:
+        from chatcli import search
+
+        search.repl_search(self.store, arg, self.console, self.err, search.auto_side(self.settings.redis_url))
