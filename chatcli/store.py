@@ -91,6 +91,8 @@ class Window:
     meta: dict[str, str]
     skipped: int = 0
     offline: bool = False  # Redis did not answer: these are the messages this process and the spool know
+    whole: bool = False  # `messages` go back to the list's oldest element: nothing older was left out
+    oldest: dict[str, Any] | None = None  # the list's oldest message (a LangChain app's system message, say)
 
 
 @dataclass
@@ -179,10 +181,13 @@ class SessionStore:
         key, meta_key = self.keys.session(session_id), self.keys.meta(session_id)
 
         def read(count: int) -> Window:
-            raw_items, raw_meta = self.pipeline_execute(lambda p: (p.lrange(key, 0, count - 1), p.hgetall(meta_key)))
+            raw_items, raw_meta, length, raw_oldest = self.pipeline_execute(
+                lambda p: (p.lrange(key, 0, count - 1), p.hgetall(meta_key), p.llen(key), p.lindex(key, -1))
+            )
+            oldest = exporting.parse_entry(raw_oldest) if raw_oldest is not None else None
             if budget is None:
                 messages, skipped = parse_entries(reversed(raw_items))
-                return Window(messages, decode_hash(raw_meta), skipped)
+                return Window(messages, decode_hash(raw_meta), skipped, whole=len(raw_items) == length, oldest=oldest)
             fits = budget()
             messages, skipped, full = [], 0, False
             for raw in raw_items:  # newest first
@@ -197,7 +202,8 @@ class SessionStore:
             if not full and len(raw_items) == count < most:
                 return read(most)
             messages.reverse()
-            return Window(messages, decode_hash(raw_meta), skipped)
+            whole = not full and len(raw_items) == length
+            return Window(messages, decode_hash(raw_meta), skipped, whole=whole, oldest=oldest)
 
         return read(size)
 
@@ -220,6 +226,10 @@ class SessionStore:
             if len(items) < chunk:
                 return
             begin += chunk
+
+    def oldest(self, session_id: str, count: int) -> list[dict[str, Any]]:
+        """The `count` oldest usable messages of a session, oldest first (one LRANGE from the tail)."""
+        return parse_entries(reversed(self.run(self.client.lrange, self.keys.session(session_id), -count, -1)))[0]
 
     def count(self, session_id: str) -> int:
         return int(self.run(self.client.llen, self.keys.session(session_id)))

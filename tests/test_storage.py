@@ -10,13 +10,13 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 
-def langchain_history(session_id: str, url: str):
+def langchain_history(session_id: str, url: str, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from langchain_community.chat_message_histories import RedisChatMessageHistory
 
         # LangChain's own client notices a cluster node (INFO cluster_enabled) and uses RedisCluster
-        return RedisChatMessageHistory(session_id, url=url.replace("redis+cluster://", "redis://", 1))
+        return RedisChatMessageHistory(session_id, url=url.replace("redis+cluster://", "redis://", 1), **options)
 
 
 @pytest.mark.any_redis

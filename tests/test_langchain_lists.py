@@ -1,0 +1,64 @@
+"""Sessions a LangChain app keeps in the list layout (langchain_community's RedisChatMessageHistory), used
+from chatcli without losses: their opening, their TTL, their expiry, their place in `sessions list`."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from tests.test_storage import langchain_history
+
+
+def sent(model) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in model.last_messages()]
+
+
+def test_a_leading_system_message_is_the_system_prompt_and_a_greeting_stays(cli, model, redis_url):
+    app = langchain_history("greeted", redis_url)
+    app.add_message(SystemMessage("You are a pirate."))
+    app.add_message(AIMessage("Ahoy! What be yer question?"))
+    app.add_message(HumanMessage("Where is the treasure?"))
+    app.add_message(AIMessage("Under the palm."))
+
+    result = cli("ask", "-s", "greeted", "Which palm?")
+    assert result.exit_code == 0, result.stderr
+    assert sent(model) == [
+        ("system", "You are a pirate."),  # not chatcli's default, and not sent twice
+        ("assistant", "Ahoy! What be yer question?"),
+        ("user", "Where is the treasure?"),
+        ("assistant", "Under the palm."),
+        ("user", "Which palm?"),
+    ]
+    # LangChain reads the session back whole, chatcli's turn appended
+    kinds = [type(m).__name__ for m in app.messages]
+    assert kinds == ["SystemMessage", "AIMessage", "HumanMessage", "AIMessage", "HumanMessage", "AIMessage"]
+
+
+def test_the_users_system_prompt_wins_over_the_stored_one(cli, model, redis_url):
+    app = langchain_history("greeted", redis_url)
+    app.add_message(SystemMessage("You are a pirate."))
+    app.add_message(AIMessage("Ahoy!"))
+    assert cli("ask", "-s", "greeted", "--system", "You are a clerk.", "Hello").exit_code == 0
+    assert sent(model) == [("system", "You are a clerk."), ("assistant", "Ahoy!"), ("user", "Hello")]
+    # kept with the session: the next turn without --system still uses the user's
+    assert cli("ask", "-s", "greeted", "Again").exit_code == 0
+    assert sent(model)[0] == ("system", "You are a clerk.")
+
+
+def test_a_long_sessions_system_message_is_read_from_the_lists_start(cli, model, redis_url, monkeypatch):
+    """When the window does not reach the list's start, the system prompt still comes from there; the
+    greeting, far outside the budget, is trimmed like any old message."""
+    monkeypatch.setenv("CHATCLI_MAX_HISTORY_TOKENS", "200")
+    app = langchain_history("long", redis_url)
+    app.add_message(SystemMessage("Rule one."))
+    app.add_message(SystemMessage("Rule two."))
+    app.add_message(AIMessage("Hello!"))
+    for i in range(40):
+        app.add_message(HumanMessage(f"question {i} " + "x" * 40))
+        app.add_message(AIMessage(f"answer {i} " + "y" * 40))
+    assert cli("ask", "-s", "long", "last").exit_code == 0
+    messages = sent(model)
+    assert messages[0] == ("system", "Rule one.\n\nRule two.")
+    assert messages[1][0] == "user" and messages[-1] == ("user", "last")
+    assert "Hello!" not in [content for _role, content in messages]
+    assert len(messages) < 20  # trimmed to the budget
+
