@@ -239,7 +239,14 @@ class SessionStore:
         return any(self.pipeline_execute(lambda p: (p.exists(key), p.exists(meta))))
 
     def require(self, session_id: str) -> None:
-        if not self.exists(session_id):
+        """NotFoundError when there is no such session; UsageError when its key holds another type (a string,
+        a hash another program wrote at `<prefix><id>`): not a session, and no reason to blame Redis."""
+        key, meta = self.keys.session(session_id), self.keys.meta(session_id)
+        found, has_meta = self.pipeline_execute(lambda p: (p.type(key), p.exists(meta)))
+        kind = as_text(found)
+        if kind not in ("list", "none"):
+            raise UsageError(f"{key!r} holds a Redis {kind}, not a session (a list of messages)")
+        if kind == "none" and not has_meta:
             raise NotFoundError(f"no session named {session_id!r}")
 
     def get_meta(self, session_id: str) -> dict[str, str]:

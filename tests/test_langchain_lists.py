@@ -62,3 +62,13 @@ def test_a_long_sessions_system_message_is_read_from_the_lists_start(cli, model,
     assert "Hello!" not in [content for _role, content in messages]
     assert len(messages) < 20  # trimmed to the budget
 
+
+def test_a_key_of_another_type_is_not_a_session(cli, rdb):
+    rdb.set("message_store:text", "a string another program keeps here")
+    rdb.hset("message_store:hash", "field", "value")
+    for args in (("history", "show", "text"), ("history", "export", "hash"), ("history", "show", "hash", "-n", "2")):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert "not a session" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert rdb.get("message_store:text") == b"a string another program keeps here"  # untouched
+    assert cli("history", "show", "absent").exit_code == 5
