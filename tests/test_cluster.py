@@ -64,8 +64,9 @@ def test_a_turn_on_a_cluster_is_one_script_on_the_session_slot_then_the_index(cl
             monitor.__exit__(None, None, None)
     setup = ("HELLO", "CLIENT", "CLUSTER", "COMMAND", "PING", "READONLY", "INFO")
     ops = [c.split(" ", 1)[0] for c in commands["session"] if not c.startswith(setup)]
-    assert ops[:2] == ["LRANGE", "HGETALL"]  # the window: one pipelined read on the session's node
-    assert ops[2:] == ["EVAL"]  # the turn: one idempotent script on the session's node, no index there
+    # the window: one pipelined read on the session's node (LLEN and the oldest element: chatcli.opening)
+    assert ops[:4] == ["LRANGE", "HGETALL", "LLEN", "LINDEX"]
+    assert ops[4:] == ["EVAL"]  # the turn: one idempotent script on the session's node, no index there
     turn = commands["session"][-1]
     assert f"message_store:{session} chatcli:meta:" in turn and "chatcli:index:" not in turn
     assert any(c.startswith("ZADD chatcli:index:{message_store:}") and session in c for c in commands["index"])
