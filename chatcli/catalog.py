@@ -28,6 +28,22 @@ class SessionInfo:
     last: str = ""  # the newest message, on one line (a snippet: the table cuts it to fit)
 
 
+# KEYS: list, meta, turn ids. What is left of a session whose list is gone (expired, or deleted by another
+# program), deleted unless a writer brought the list back meanwhile. Returns 1 when it deleted.
+_FORGET_GHOST = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
+
+
+def is_ghost(length: int, has_turns: bool) -> bool:
+    """What is left of a session whose list is gone: chatcli's turn ids say it held messages chatcli wrote,
+    and only chatcli's own `/clear` empties a session (deleting them too) while keeping its metadata. A
+    session that is only metadata (a /system before the first question) has no turn ids: it is kept."""
+    return not length and has_turns
+
+
 def _float(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -41,6 +57,7 @@ class SessionCatalog:
         self.client = store.client
         self.keys = store.keys
         self.run = store.run
+        self._forget_script = self.client.register_script(_FORGET_GHOST)
 
     def session_count(self) -> int:
         return int(self.run(self.client.zcard, self.keys.index))
@@ -64,19 +81,35 @@ class SessionCatalog:
             if not ids:
                 return None
             alive = self._alive(ids)
+            ghosts = [sid for sid, ok in zip(ids, alive, strict=True) if ok is None]
+            if ghosts:
+                self.drop(ghosts)
+                self.run(self.client.zrem, self.keys.index, *ghosts)
             for sid, ok in zip(ids, alive, strict=True):
                 if ok:
                     return sid
             self.run(self.client.zrem, self.keys.index, *ids)
 
-    def _alive(self, session_ids: list[str]) -> list[bool]:
+    def _alive(self, session_ids: list[str]) -> list[bool | None]:
+        """Per session: True when it exists, False when nothing is left, None when it is a ghost (is_ghost)."""
+
         def build(pipe: Any) -> None:
             for sid in session_ids:
-                pipe.exists(self.keys.session(sid))
-                pipe.exists(self.keys.meta(sid))
+                for key in self.keys.of_session(sid):
+                    pipe.exists(key)
 
         found = self.store.pipeline_execute(build)
-        return [bool(found[2 * i] or found[2 * i + 1]) for i in range(len(session_ids))]
+        states: list[bool | None] = []
+        for i in range(len(session_ids)):
+            length, has_meta, has_turns = found[3 * i : 3 * i + 3]
+            states.append(None if is_ghost(length, bool(has_turns)) else bool(length or has_meta))
+        return states
+
+    def drop(self, session_ids: list[str]) -> None:
+        """Delete what is left of ghost sessions (their metadata and turn ids), each only if its list is still
+        gone: one script per session, in its slot."""
+        for sid in session_ids:
+            self.run(self._forget_script, keys=list(self.keys.of_session(sid)))
 
     def idle_sessions(self, cutoff: float) -> list[str]:
         """Indexed sessions whose last activity is before `cutoff` (epoch seconds), oldest first.
@@ -104,6 +137,7 @@ class SessionCatalog:
         """
         rows: list[SessionInfo] = []
         stale: list[str] = []
+        ghosts: list[str] = []
         position = offset
         while len(rows) < limit:
             need = limit - len(rows)
@@ -111,21 +145,25 @@ class SessionCatalog:
             if not ranked:
                 break
             position += len(ranked)
-            for info in self._describe([(as_text(member), float(score)) for member, score in ranked]):
+            for info in self._describe([(as_text(member), float(score)) for member, score in ranked], ghosts):
                 if isinstance(info, SessionInfo):
                     rows.append(info)
                 else:
                     stale.append(info)
         total = self.session_count()
+        self.drop(ghosts)
         if stale:
             self.run(self.client.zrem, self.keys.index, *stale)
             total -= len(stale)
             position -= len(stale)
         return rows, (position if position < total else None)
 
-    def _describe(self, ranked: list[tuple[str, float | None]], indexed: bool = True) -> list[SessionInfo | str]:
+    def _describe(
+        self, ranked: list[tuple[str, float | None]], ghosts: list[str] | None = None, indexed: bool = True
+    ) -> list[SessionInfo | str]:
         """Rows for sessions (with their index score, if any), one pipelined round trip; a session that is
-        gone gives its id instead. An unindexed session is only its list; an indexed one may be only meta."""
+        gone gives its id instead. An unindexed session is only its list; an indexed one may be only meta,
+        unless it is a ghost (is_ghost): then its id is also added to `ghosts`, for `drop`."""
 
         def build(pipe: Any) -> None:
             for sid, _score in ranked:
@@ -133,13 +171,16 @@ class SessionCatalog:
                 pipe.llen(self.keys.session(sid))
                 pipe.lindex(self.keys.session(sid), -1)
                 pipe.lindex(self.keys.session(sid), 0)
+                pipe.exists(self.keys.turns(sid))
 
         results = self.store.pipeline_execute(build)
         described: list[SessionInfo | str] = []
         for i, (sid, score) in enumerate(ranked):
-            raw_meta, length, oldest, newest = results[4 * i : 4 * i + 4]
+            raw_meta, length, oldest, newest, has_turns = results[5 * i : 5 * i + 5]
             meta = decode_hash(raw_meta)
-            if not length and (not meta or not indexed):
+            if is_ghost(length, bool(has_turns)) and ghosts is not None:
+                ghosts.append(sid)
+            if not length and (not meta or not indexed or has_turns):
                 described.append(sid)
                 continue
             first = exporting.parse_entry(oldest) if oldest is not None else None

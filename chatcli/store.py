@@ -41,6 +41,14 @@ if turn ~= '' and redis.call('SISMEMBER', KEYS[3], turn) == 1 then
   return 0
 end
 local now, ttl = ARGV[2], tonumber(ARGV[3])
+-- The TTL policy, read before LPUSH (which creates a missing list without one): ARGV's (--ttl, CHATCLI_TTL),
+-- else the list's own (another program's, LangChain's ttl=...): its length is kept in the metadata as the
+-- longest seen, and every turn refreshes the session to it. A list that exists without a TTL lives forever.
+local live = redis.call('PTTL', KEYS[1])
+local kept = tonumber(redis.call('HGET', KEYS[2], 'ttl'))
+if ttl == 0 and live ~= -1 then
+  ttl = math.max(kept or 0, live > 0 and math.ceil(live / 1000) or 0)
+end
 local i = 5
 local meta = {'updated', now}
 for _ = 1, tonumber(ARGV[i]) do
@@ -68,7 +76,11 @@ redis.call('HSET', KEYS[2], unpack(meta))
 for _, c in ipairs(counters) do redis.call('HINCRBY', KEYS[2], c[1], c[2]) end
 for _, d in ipairs(defaults) do redis.call('HSETNX', KEYS[2], d[1], d[2]) end
 if ttl > 0 then
+  if ttl ~= kept then redis.call('HSET', KEYS[2], 'ttl', ttl) end
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
+elseif kept then  -- another program made the list persistent: so is the rest of the session
+  redis.call('HDEL', KEYS[2], 'ttl')
+  redis.call('PERSIST', KEYS[2]); redis.call('PERSIST', KEYS[3])
 end
 if KEYS[4] then redis.call('ZADD', KEYS[4], now, ARGV[4]) end
 return 1

@@ -3,6 +3,9 @@ from chatcli without losses: their opening, their TTL, their expiry, their place
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from tests.test_storage import langchain_history
@@ -72,3 +75,61 @@ def test_a_key_of_another_type_is_not_a_session(cli, rdb):
         assert "not a session" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert rdb.get("message_store:text") == b"a string another program keeps here"  # untouched
     assert cli("history", "show", "absent").exit_code == 5
+
+
+LIST, META, TURNS = "message_store:timed", "chatcli:meta:{message_store:timed}", "chatcli:turns:{message_store:timed}"
+
+
+@pytest.mark.any_redis
+def test_a_langchain_ttl_is_kept_and_refreshed_by_each_turn(cli, model, redis_url, rdb):
+    app = langchain_history("timed", redis_url, ttl=600)
+    app.add_user_message("hi")
+    app.add_ai_message("hello")
+    assert cli("ask", "-s", "timed", "first").exit_code == 0
+    assert 590 <= int(rdb.hget(META, "ttl")) <= 600  # the length chatcli saw, recorded
+    assert all(590 <= rdb.ttl(k) <= 600 for k in (LIST, META, TURNS))  # the whole session expires together
+
+    for key in (LIST, META, TURNS):  # ten minutes less a hundred seconds later
+        rdb.expire(key, 100)
+    assert cli("ask", "-s", "timed", "second").exit_code == 0
+    assert all(590 <= rdb.ttl(k) <= 600 for k in (LIST, META, TURNS))  # refreshed to the original length
+
+    assert cli("ask", "-s", "timed", "--ttl", "50", "third").exit_code == 0  # --ttl says otherwise
+    assert all(0 < rdb.ttl(k) <= 50 for k in (LIST, META, TURNS)) and rdb.hget(META, "ttl") == b"50"
+    assert cli("ask", "-s", "timed", "fourth").exit_code == 0  # and is the session's policy from then on
+    assert all(0 < rdb.ttl(k) <= 50 for k in (LIST, META, TURNS))
+
+    rdb.persist(LIST)  # another program keeps the list for good: so is the rest of the session
+    assert cli("ask", "-s", "timed", "fifth").exit_code == 0
+    assert [rdb.ttl(k) for k in (LIST, META, TURNS)] == [-1, -1, -1] and rdb.hget(META, "ttl") is None
+    assert len(app.messages) == 12
+
+
+def ids_and_counts(cli) -> list[tuple[str, int]]:
+    result = cli("sessions", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    return [(r["id"], r["messages"]) for r in json.loads(result.stdout)["sessions"]]
+
+
+@pytest.mark.any_redis
+def test_an_expired_list_leaves_no_ghost_row(cli, model, redis_url, rdb):
+    """Metadata that outlived its list (written before chatcli kept a LangChain TTL, or the list deleted by
+    the LangChain app's clear()) is no session: not listed, and cleaned up; a session that is only metadata
+    (a system prompt set before the first question) stays."""
+    assert cli("ask", "-s", "timed", "hi").exit_code == 0
+    assert cli("ask", "-s", "kept", "hi").exit_code == 0
+    rdb.hset("chatcli:meta:{message_store:prompt-only}", mapping={"created": "1", "updated": "1", "system": "S"})
+    rdb.zadd("chatcli:index:{message_store:}", {"prompt-only": 1})
+    rdb.delete(LIST)  # expired
+
+    assert ids_and_counts(cli) == [("kept", 2), ("prompt-only", 0)]
+    assert rdb.exists(META, TURNS) == 0 and rdb.zscore("chatcli:index:{message_store:}", "timed") is None
+    assert rdb.exists("chatcli:meta:{message_store:prompt-only}") == 1
+
+
+def test_the_most_recent_session_skips_and_cleans_a_ghost(cli, model, rdb):
+    assert cli("ask", "-s", "older", "hi").exit_code == 0
+    assert cli("ask", "-s", "timed", "hi").exit_code == 0
+    rdb.delete(LIST)
+    assert cli("ask", "--continue", "again").exit_code == 0
+    assert rdb.llen("message_store:older") == 4 and rdb.exists(META, TURNS) == 0
