@@ -1,7 +1,9 @@
 """The sessions of a key prefix: the index (a sorted set by last activity), listing, adoption, pruning.
 
 Index rows whose session is gone (expired, deleted by another program) are dropped as they are met; sessions
-other programs wrote (LangChain's RedisChatMessageHistory) are found by SCAN and can be adopted.
+other programs wrote (LangChain's RedisChatMessageHistory) are found by SCAN and adopted into the index, by
+`sessions adopt` and by the first page of `sessions list` (`notice_unindexed`), scored by when their list
+was last touched (OBJECT IDLETIME), so they take their place by activity among chatcli's own.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.cluster import RedisCluster
 
 from chatcli import contents, exporting
 from chatcli.errors import UsageError
@@ -37,10 +41,16 @@ return 1
 """
 
 
+# `sessions list` scans for sessions other programs wrote when the database holds at most this many keys
+# (every primary's, on a cluster): SCAN walks every key, ~100 000 a second in COUNT-500 steps on loopback.
+NOTICE_MAX_KEYS = 100_000
+
+
 def is_ghost(length: int, has_turns: bool) -> bool:
-    """What is left of a session whose list is gone: chatcli's turn ids say it held messages chatcli wrote,
-    and only chatcli's own `/clear` empties a session (deleting them too) while keeping its metadata. A
-    session that is only metadata (a /system before the first question) has no turn ids: it is kept."""
+    """What is left of a session whose list is gone: the ids of turns that added messages say it held
+    messages chatcli wrote, and chatcli's own ways of emptying a session (/clear, /undo of the last turn)
+    delete those ids with them. A session that is only metadata (a /title or /system before the first
+    question, a /clear) has none: it is kept."""
     return not length and has_turns
 
 
@@ -226,10 +236,37 @@ class SessionCatalog:
             scores = self.store.pipeline_execute(lambda p: [p.zscore(self.keys.index, sid) for sid in ids])  # noqa: B023
             ids = [sid for sid, score in zip(ids, scores, strict=True) if score is None]
             if ids:  # a session gone since the scan gives its id: left out
+                touched = self._last_touched(ids)  # before _describe reads the lists
                 described = self._describe([(sid, None) for sid in ids], indexed=False)
-                rows += [info for info in described if isinstance(info, SessionInfo)]
+                for info, when in zip(described, touched, strict=True):
+                    if isinstance(info, SessionInfo):
+                        info.updated = info.updated or when
+                        rows.append(info)
         rows.sort(key=lambda r: (-(r.updated or 0.0), r.id))
         return rows
+
+    def _last_touched(self, session_ids: list[str]) -> list[float | None]:
+        """When each session's list was last written or read (now less OBJECT IDLETIME, to the second): the
+        activity of a session that has no chatcli metadata. None where the server does not track it (an LFU
+        maxmemory policy answers an error). SCAN and ZSCORE leave it alone; LLEN and LINDEX reset it."""
+        now = time.time()
+
+        def execute() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.object("idletime", self.keys.session(sid))
+            return list(pipe.execute(raise_on_error=False))
+
+        return [now - idle if isinstance(idle, int) else None for idle in self.run(execute)]
+
+    def notice_unindexed(self) -> list[str] | None:
+        """Adopt the sessions other programs wrote, when the database is small enough to SCAN on every
+        listing (DBSIZE, of every primary on a cluster). The adopted ids, or None when it is too large."""
+        if self.store.cluster:
+            keys = self.run(self.client.dbsize, target_nodes=RedisCluster.PRIMARIES)
+        else:
+            keys = self.run(self.client.dbsize)
+        return self.adopt() if int(keys) <= NOTICE_MAX_KEYS else None
 
     def adopt(self) -> list[str]:
         """Add unindexed sessions to the index (ZADD NX, idempotent), scored by their metadata's last

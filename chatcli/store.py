@@ -65,12 +65,16 @@ for _ = 1, tonumber(ARGV[i]) do
   defaults[#defaults + 1] = {ARGV[i + 1], ARGV[i + 2]}; i = i + 2
 end
 i = i + 1
+-- only a turn that adds messages keeps its id: turn ids without a list then mean the list is gone (expired,
+-- deleted by another program) and what is left of the session is a ghost (chatcli.catalog.is_ghost); a
+-- metadata change sent twice sets the same fields twice
+local pushes = i <= #ARGV
 while i <= #ARGV do
   local last = math.min(i + 99, #ARGV)
   redis.call('LPUSH', KEYS[1], unpack(ARGV, i, last))
   i = last + 1
 end
-if turn ~= '' then redis.call('SADD', KEYS[3], turn) end
+if turn ~= '' and pushes then redis.call('SADD', KEYS[3], turn) end
 redis.call('HSETNX', KEYS[2], 'created', now)
 redis.call('HSET', KEYS[2], unpack(meta))
 for _, c in ipairs(counters) do redis.call('HINCRBY', KEYS[2], c[1], c[2]) end
