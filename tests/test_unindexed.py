@@ -92,3 +92,16 @@ def test_a_large_database_is_not_scanned_on_every_listing(cli, model, rdb, monke
     assert result.exit_code == 0 and "`--all` also finds sessions other programs wrote" in result.stderr
     assert rdb.zcard("chatcli:index:{message_store:}") == 0  # nothing adopted
     assert [(r["id"], r["indexed"]) for r in rows(cli, "--all")] == [("lc", False)]
+
+
+def test_a_server_that_does_not_track_idle_time_still_gets_them_listed(cli, model, rdb):
+    """With an LFU maxmemory policy OBJECT IDLETIME is an error: the session is adopted as active now."""
+    rdb.lpush("message_store:lc", lc_entry("from an app"))
+    assert cli("ask", "-s", "mine", "hi").exit_code == 0
+    before = rdb.config_get("maxmemory-policy")["maxmemory-policy"]
+    rdb.config_set("maxmemory-policy", "allkeys-lfu")
+    try:
+        listed = rows(cli)
+    finally:
+        rdb.config_set("maxmemory-policy", before)
+    assert [r["id"] for r in listed] == ["lc", "mine"]
