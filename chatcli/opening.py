@@ -29,6 +29,11 @@ def leading_system(entries: list[dict[str, Any]]) -> tuple[str | None, int]:
     return ("\n\n".join(texts) or None) if count else None, count
 
 
+def stored_system(store: Any, session_id: str) -> str | None:
+    """The system prompt a session's list opens with, if any (`/system` shows it)."""
+    return split(store, session_id, store.window(session_id, 1))[0]
+
+
 def split(store: Any, session_id: str, window: Window) -> tuple[str | None, list[dict[str, Any]]]:
     """The stored system prompt (None: the list opens with none) and the window's messages without it.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatcli import exporting
+from chatcli import exporting, opening
 from chatcli.errors import StorageError
 
 WIDTH = 72
@@ -38,7 +38,7 @@ def recap_lines(store: Any, session_id: str, assistant: Any) -> list[str]:
     lines = [f"{count} message{'s' if count != 1 else ''}, model {model}{flag}"]
     if meta.get("title"):
         lines.append(f"title: {short(meta['title'])}")
-    system = assistant.system or meta.get("system")
+    system = assistant.system or meta.get("system") or opening.split(store, session_id, window)[0]
     role = assistant.role or meta.get("role")
     shown = short(first_line(system)) if system else f"{DEFAULT_SYSTEM} (the default)"
     lines.append(f"system: {shown}" + (f"  [role {role}]" if role else ""))

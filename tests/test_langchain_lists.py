@@ -8,6 +8,7 @@ import json
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from tests.test_repl import term  # noqa: F401 - the pty fixture
 from tests.test_storage import langchain_history
 
 
@@ -133,3 +134,19 @@ def test_the_most_recent_session_skips_and_cleans_a_ghost(cli, model, rdb):
     rdb.delete(LIST)
     assert cli("ask", "--continue", "again").exit_code == 0
     assert rdb.llen("message_store:older") == 4 and rdb.exists(META, TURNS) == 0
+
+
+def test_resuming_names_the_stored_system_prompt(term, cli, model, redis_url):  # noqa: F811
+    app = langchain_history("greeted", redis_url)
+    app.add_message(SystemMessage("You are a pirate.\nSpeak like one."))
+    app.add_message(AIMessage("Ahoy!"))
+    assert cli("sessions", "list").exit_code == 0  # adopted: the most recent session
+    result = cli("chat", "-c", input="")
+    assert result.exit_code == 0, result.stderr
+    assert "system: You are a pirate." in result.stderr and "(the default)" not in result.stderr
+    t = term("chat", "-s", "greeted")
+    t.wait_prompt("greeted", 1)
+    t.enter("/system")
+    t.wait_for("system prompt: You are a pirate.")
+    t.enter("/exit")
+    assert t.exited() == 0
