@@ -15,7 +15,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 
 from chatcli import contents, exporting
-from chatcli.errors import UsageError
+from chatcli.errors import StorageError, UsageError
 from chatcli.keys import validate_session_id
 from chatcli.store import SessionStore, as_text, decode_hash
 
@@ -261,16 +261,23 @@ class SessionCatalog:
 
     def notice_unindexed(self) -> list[str] | None:
         """Adopt the sessions other programs wrote, when the database is small enough to SCAN on every
-        listing (DBSIZE, of every primary on a cluster). The adopted ids, or None when it is too large."""
+        listing (DBSIZE, of every primary on a cluster). The adopted ids, or None when it is too large.
+        Best effort: where Redis refuses the write (a read-only replica, a user without ZADD) the listing goes
+        on with the index as it is."""
         if self.store.cluster:
             keys = self.run(self.client.dbsize, target_nodes=RedisCluster.PRIMARIES)
         else:
             keys = self.run(self.client.dbsize)
-        return self.adopt() if int(keys) <= NOTICE_MAX_KEYS else None
+        if int(keys) > NOTICE_MAX_KEYS:
+            return None
+        try:
+            return self.adopt()
+        except StorageError:
+            return []
 
     def adopt(self) -> list[str]:
         """Add unindexed sessions to the index (ZADD NX, idempotent), scored by their metadata's last
-        activity when they have one, else now. Returns the adopted ids."""
+        activity when they have one, else when their list was last touched, else now. Returns the adopted ids."""
         rows = self.unindexed_sessions()
         now = time.time()
         if rows:

@@ -105,3 +105,16 @@ def test_a_server_that_does_not_track_idle_time_still_gets_them_listed(cli, mode
     finally:
         rdb.config_set("maxmemory-policy", before)
     assert [r["id"] for r in listed] == ["lc", "mine"]
+
+
+def test_a_user_who_may_not_write_still_gets_the_listing(cli, model, rdb, redis_url, monkeypatch):
+    """Adopting is a write: where Redis refuses it (a read-only user or replica) the listing goes on."""
+    assert cli("ask", "-s", "mine", "hi").exit_code == 0
+    rdb.lpush("message_store:lc", lc_entry("from an app"))
+    rdb.acl_setuser("reader", enabled=True, passwords=["+pw"], keys=["~*"], commands=["+@all", "-@write"])
+    try:
+        monkeypatch.setenv("CHATCLI_REDIS_URL", redis_url.replace("redis://", "redis://reader:pw@", 1))
+        assert [r["id"] for r in rows(cli)] == ["mine"]
+    finally:
+        rdb.acl_deluser("reader")
+    assert rdb.zscore("chatcli:index:{message_store:}", "lc") is None
