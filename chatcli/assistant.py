@@ -25,7 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messag
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from pydantic import SecretStr
 
-from chatcli import exporting, reasoning
+from chatcli import exporting, opening, reasoning
 from chatcli.choice import DEFAULT_SYSTEM, choose
 from chatcli.errors import ChatcliError, ModelError
 from chatcli.records import TurnRecord, message_id, new_turn_id, with_id
@@ -78,12 +78,13 @@ def read_window(store: Any, session_id: str, max_tokens: int, hint: int = 0) -> 
     return store.window(session_id, first, functools.partial(budget, max_tokens), most)
 
 
-def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
+def trim(entries: Sequence[dict[str, Any]], max_tokens: int, whole: bool = False) -> list[dict[str, Any]]:
     """The newest messages that fit in `max_tokens` (approximate), starting on a user message, without tool
-    results whose call is not among them (a skipped or trimmed call): OpenAI refuses those with HTTP 400."""
+    results whose call is not among them (a skipped or trimmed call): OpenAI refuses those with HTTP 400.
+    `whole`: `entries` open the conversation; when they all fit, its opening (an AI greeting) is kept."""
     kept = list(itertools.takewhile(budget(max_tokens), reversed(entries)))
     kept.reverse()
-    while kept and exporting.role(kept[0]) != "user":
+    while kept and exporting.role(kept[0]) != "user" and not (whole and len(kept) == len(entries)):
         kept.pop(0)
     calls: set[Any] = set()
     answered = []
@@ -144,12 +145,15 @@ class SessionHistory(BaseChatMessageHistory):
         self.hint = hint
         self.turn = turn
         self.window: Window | None = None
+        self.system: str | None = None  # the system prompt the list opens with (chatcli.opening)
+        self.entries: list[dict[str, Any]] = []  # the window's messages after it
         self.skipped = 0
         self.saved: bool | None = None  # None: not yet; True: in Redis; False: waiting in the spool
 
     def load(self) -> Window:
         if self.window is None:
             self.window = read_window(self.store, self.session_id, self.max_tokens, self.hint)
+            self.system, self.entries = opening.split(self.store, self.session_id, self.window)
         return self.window
 
     @property
@@ -157,7 +161,7 @@ class SessionHistory(BaseChatMessageHistory):
         window = self.load()
         messages = []
         self.skipped = window.skipped
-        for entry in trim(window.messages, self.max_tokens):
+        for entry in trim(self.entries, self.max_tokens, window.whole):
             try:  # a model's reasoning is never sent back to it
                 messages.extend(messages_from_dict([reasoning.for_model(entry)]))
             except Exception:  # what LangChain cannot read is skipped, the session goes on
@@ -237,7 +241,7 @@ class Turn:
         )
         window = history.load()
         assistant._used[self.session_id] = len(window.messages) + window.skipped
-        system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
+        system = assistant.system or window.meta.get("system") or history.system or DEFAULT_SYSTEM
         self.model, self.temperature = assistant.choose(window.meta)
         self.first = not window.messages and not window.skipped and not window.offline
         self.meta = window.meta

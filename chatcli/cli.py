@@ -772,7 +772,10 @@ def sessions_list(
             raise UsageError(f"invalid --cursor {cursor!r}: pass the next_cursor of a previous page")
         offset = int(cursor)
     catalog = open_catalog(settings_for(redis_url=redis_url))
+    unscanned = offset == 0 and not all_ and catalog.notice_unindexed() is None  # sessions other programs wrote
     rows, next_offset = catalog.list_sessions(limit=limit, offset=offset)
+    if unscanned:
+        render.print_notice(stderr_console(), "a large database: `--all` also finds sessions other programs wrote")
     if all_ and next_offset is None:  # unindexed sessions come after the last page of the index
         rows += catalog.unindexed_sessions()
     next_cursor = str(next_offset) if next_offset is not None else None

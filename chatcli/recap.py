@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatcli import exporting
+from chatcli import exporting, opening
 from chatcli.choice import DEFAULT_SYSTEM, choose
 from chatcli.errors import StorageError
 
@@ -40,7 +40,7 @@ def recap_lines(
     lines = [f"{count} message{'s' if count != 1 else ''}, model {model}{flag}"]
     if meta.get("title"):
         lines.append(f"title: {short(meta['title'])}")
-    system = system or meta.get("system")
+    system = system or meta.get("system") or opening.split(store, session_id, window)[0]
     role = role or meta.get("role")
     shown = short(first_line(system)) if system else f"{DEFAULT_SYSTEM} (the default)"
     lines.append(f"system: {shown}" + (f"  [role {role}]" if role else ""))

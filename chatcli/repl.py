@@ -368,6 +368,10 @@ class ChatRepl:
     def cmd_system(self, arg: str) -> None:
         if not arg:
             current = self.assistant.system or self.store.get_meta(self.session_id).get("system")
+            if not current:  # the system message a LangChain app's list opens with
+                from chatcli.opening import stored_system
+
+                current = stored_system(self.store, self.session_id)
             self.say(f"system prompt: {current}" if current else "(default system prompt)")
             return
         self.assistant.system, self.assistant.role = arg, None
