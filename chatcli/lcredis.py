@@ -168,19 +168,23 @@ class LcRedisStore:
 
     def window(self, session_id: str, size: int, budget: Any = None, most: int = 0) -> Window:
         """The newest messages (oldest first) that fit the budget, and chatcli's metadata of the session."""
-        keys = self._keys(session_id, min(max(size, most), MAX_MESSAGES), descending=True)
+        wanted = min(max(size, most), MAX_MESSAGES)
+        keys = self._keys(session_id, wanted, descending=True)
         fits = budget() if budget is not None else None
-        messages, skipped = [], 0
+        messages, skipped, cut = [], 0, False
         for doc in self._docs(keys):  # newest first
             entry = entry_of(doc)
             if entry is None:
                 skipped += 1
                 continue
             if fits is not None and not fits(entry):
+                cut = True
                 break
             messages.append(entry)
         messages.reverse()
-        return Window(messages, self.get_meta(session_id), skipped)
+        # every document read and kept: the window opens the conversation (a leading system message is the
+        # system prompt, chatcli.opening)
+        return Window(messages, self.get_meta(session_id), skipped, whole=len(keys) < wanted and not cut)
 
     def iter_messages(
         self, session_id: str, chunk: int = 1000, skipped: list[int] | None = None

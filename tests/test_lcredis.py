@@ -71,7 +71,7 @@ def test_chat_continues_the_session_and_the_library_reads_it_back(cli, sessions,
     result = cli("chat", "--session", "trip.2026", *SOURCE, input="to Lisbon\n")
     assert result.exit_code == 0, result.output
     sent = [(m["role"], m["content"]) for m in model.last_messages()]
-    assert sent[1:] == [("user", "plan a trip"), ("assistant", "Where to?"), ("user", "to Lisbon")]
+    assert sent == [("system", "be brief"), ("user", "plan a trip"), ("assistant", "Where to?"), ("user", "to Lisbon")]
     history = lc_history(redis_url, "trip.2026")
     assert [(m.type, m.content) for m in history.messages] == [
         ("system", "be brief"),
