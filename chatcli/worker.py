@@ -117,6 +117,9 @@ def run_in_worker(argv: list[str]) -> int | None:
         path = socket_for(settings.home, fingerprint())
     except Exception:  # a bad setting or an unsafe socket directory: the command itself says so
         return None
+    body = _request(argv)
+    if len(body) > MAX_REQUEST:  # a child would refuse it (a huge environment): nothing is started
+        return None
     conn = _connect(path, RUN)
     if conn is None:
         start_worker(settings.home)
@@ -128,7 +131,7 @@ def run_in_worker(argv: list[str]) -> int | None:
         if header is None:
             return None  # no child was made: nothing ran
         (pid,) = struct.unpack("!i", header)
-        return _drive(conn, pid, argv)
+        return _drive(conn, pid, body)
 
 
 def _request(argv: list[str]) -> bytes:
@@ -142,11 +145,13 @@ def _request(argv: list[str]) -> bytes:
             "cwd": os.getcwd(),
             "umask": umask,
             "encodings": [[getattr(s, "encoding", None), getattr(s, "errors", None)] for s in streams],
+            # how Click names the program in usage lines: `chatcli` or `python -m chatcli`
+            "main_package": getattr(sys.modules.get("__main__"), "__package__", None),
         }
     ).encode()
 
 
-def _drive(conn: socket.socket, pid: int, argv: list[str]) -> int:
+def _drive(conn: socket.socket, pid: int, body: bytes) -> int:
     """Hand the command to child `pid`, forward signals to it, and return its exit code."""
     fds = []
     for stream, fallback in ((sys.stdin, "r"), (sys.stdout, "w"), (sys.stderr, "w")):
@@ -156,7 +161,6 @@ def _drive(conn: socket.socket, pid: int, argv: list[str]) -> int:
             fds.append(os.open(os.devnull, os.O_RDONLY if fallback == "r" else os.O_WRONLY))
     previous = {sig: signal.signal(sig, lambda number, _frame: _forward(pid, number)) for sig in FORWARDED}
     try:
-        body = _request(argv)
         conn.settimeout(None)
         conn.sendmsg(
             [struct.pack("!I", len(body))],
@@ -481,6 +485,7 @@ def _become(request: dict[str, Any]) -> None:
     os.umask(int(request["umask"]))
     tempfile.tempdir = None  # TMPDIR is the client's
     sys.argv = list(request["argv"])
+    sys.modules["__main__"].__package__ = request.get("main_package")
     streams = []
     for fd, (encoding, errors) in enumerate(request["encodings"]):
         raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)

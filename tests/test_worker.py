@@ -180,3 +180,39 @@ def test_a_worker_retires_when_its_code_changes_or_its_home_goes(tmp_path, monke
     worker.code = fingerprint()
     home.rmdir()
     assert worker._retired()
+
+
+def warm(wenv) -> int:
+    """A worker started and ready (the first ask answers by itself); its pid."""
+    chatcli(wenv, "ask", "-s", "warm", "up")
+    wait_for_worker(wenv)
+    return worker_pid(wenv)
+
+
+def test_a_request_too_big_for_a_child_runs_by_itself_instead_of_failing(wenv, model):
+    warm(wenv)
+    # 1.4 MB of environment, under the kernel's limit, is more than 4 MB as JSON (\\u00e9 for each é)
+    huge = {**wenv, **{f"CHATCLI_TEST_BIG{i}": "é" * 60_000 for i in range(12)}}
+    result = chatcli(huge, "ask", "-s", "big", "hi")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "echo: hi\n", "")
+
+
+def test_usage_lines_name_the_program_as_a_plain_run_does(wenv, model):
+    warm(wenv)
+    # the `chatcli` console script (its __main__ is no package), not `python -m chatcli`
+    script = "import sys; from chatcli.worker import launch; sys.argv[0] = 'chatcli'; launch()"
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script, "ask", "--temperature", "9", "x"],
+            capture_output=True,
+            text=True,
+            env={**wenv, "CHATCLI_WORKER": worker},
+            timeout=60,
+        )
+        for worker in ("0", "1")
+    ]
+    plain, warmed = runs
+    assert plain.returncode == warmed.returncode == 2
+    assert plain.stderr.startswith("Usage: chatcli ask ")
+    assert warmed.stderr == plain.stderr
+    assert "1 command " in worker_line(wenv)  # the second ran in the worker
