@@ -392,7 +392,11 @@ class Worker:
                     other.close()
                     if pidfd is not None:
                         os.close(pidfd)
-                code = run_child(conn)
+                code = run_child(conn) & 0xFF
+                # the child says its exit code itself: the command's client learns it even when the worker
+                # is gone (killed) by then; the worker says it too, for a child killed by a signal
+                with contextlib.suppress(OSError):
+                    conn.sendall(struct.pack("!i", code))
             finally:
                 os._exit(code)
         self.served += 1
@@ -451,7 +455,6 @@ def run_child(conn: socket.socket) -> int:
         return 1  # the client went away before it sent its request: nothing ran
     (size,) = struct.unpack("!I", head)
     body = _recv_exact(conn, size) if size <= MAX_REQUEST else None
-    conn.close()
     if body is None:
         return 1
     request = json.loads(body)

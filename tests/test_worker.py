@@ -216,3 +216,14 @@ def test_usage_lines_name_the_program_as_a_plain_run_does(wenv, model):
     assert plain.stderr.startswith("Usage: chatcli ask ")
     assert warmed.stderr == plain.stderr
     assert "1 command " in worker_line(wenv)  # the second ran in the worker
+
+
+def test_a_killed_worker_leaves_its_running_command_to_end_and_say_its_exit_code(wenv, model, rdb):
+    proc = long_answer_in_the_worker(wenv, model, "orphan", delay=0.01)
+    first = proc.stdout.read(4)  # the answer has started, in a child of the worker
+    os.kill(worker_pid(wenv), signal.SIGKILL)
+    rest, err = proc.communicate(timeout=30)
+    # the client waited for the command, which ran to its end: all of the answer, exit 0, no false alarm
+    assert (proc.returncode, err) == (0, b"")
+    assert (first + rest).decode().split() == [f"w{i:03d}" for i in range(400)]
+    assert len(stored(rdb, "orphan")) == 2
