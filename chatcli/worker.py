@@ -167,6 +167,7 @@ def _drive(conn: socket.socket, pid: int, body: bytes) -> int:
             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())],
         )
         conn.sendall(body)
+        _let_go(fds[1])
         status = _recv_exact(conn, 4)
     except OSError:
         status = None
@@ -177,6 +178,14 @@ def _drive(conn: socket.socket, pid: int, body: bytes) -> int:
         sys.stderr.write("chatcli: the worker stopped before the command ended (CHATCLI_WORKER=0 turns it off)\n")
         return 1
     return int(struct.unpack("!i", status)[0])
+
+
+def _let_go(fd: int) -> None:
+    """The client lets go of its stdout once the child has it: a pipe reading the answer ends when the child
+    closes it (as `ask` does before waiting for a title, CHATCLI_AUTO_TITLE), not when the client exits."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _forward(pid: int, number: int) -> None:

@@ -227,3 +227,19 @@ def test_a_killed_worker_leaves_its_running_command_to_end_and_say_its_exit_code
     assert (proc.returncode, err) == (0, b"")
     assert (first + rest).decode().split() == [f"w{i:03d}" for i in range(400)]
     assert len(stored(rdb, "orphan")) == 2
+
+
+def test_a_pipe_reading_the_answer_ends_before_the_title_is_written_as_in_a_plain_run(wenv, model):
+    worker = warm(wenv)
+    model.script(Reply(text="the answer"), Reply(hang=True))  # the title (CHATCLI_AUTO_TITLE) never comes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatcli", "ask", "-s", "titled", "go"],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**wenv, "CHATCLI_AUTO_TITLE": "1", "CHATCLI_TIMEOUT": "3"},
+    )
+    assert proc.stdout.read() == b"the answer\n"
+    # the output ended while the command still waits for its title: its child is alive, not done
+    children = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    assert [pid for pid in children if b"zombie" not in _state(int(pid))]
+    assert proc.wait(timeout=60) == 0
