@@ -160,6 +160,8 @@ def _drive(conn: socket.socket, pid: int, body: bytes) -> int:
         except (AttributeError, OSError, ValueError):
             fds.append(os.open(os.devnull, os.O_RDONLY if fallback == "r" else os.O_WRONLY))
     previous = {sig: signal.signal(sig, lambda number, _frame: _forward(pid, number)) for sig in FORWARDED}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda *_: _suspend(pid))
+    previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, lambda number, _frame: _forward(pid, number))
     try:
         conn.settimeout(None)
         conn.sendmsg(
@@ -186,6 +188,16 @@ def _let_go(fd: int) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def _suspend(pid: int) -> None:
+    """Ctrl-Z: the child stops (SIGSTOP: in the worker's orphaned process group a SIGTSTP would be dropped),
+    then the client itself, as a plain run would; `fg` or `bg` continues both."""
+    _forward(pid, signal.SIGSTOP)
+    handler = signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+    signal.signal(signal.SIGTSTP, handler)
+    _forward(pid, signal.SIGCONT)
 
 
 def _forward(pid: int, number: int) -> None:

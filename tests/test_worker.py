@@ -243,3 +243,19 @@ def test_a_pipe_reading_the_answer_ends_before_the_title_is_written_as_in_a_plai
     children = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
     assert [pid for pid in children if b"zombie" not in _state(int(pid))]
     assert proc.wait(timeout=60) == 0
+
+
+def test_ctrl_z_stops_the_answer_in_the_worker_and_fg_continues_it(wenv, model):
+    proc = long_answer_in_the_worker(wenv, model, "tstp", delay=0.01)
+    first = proc.stdout.read(4)
+    worker = worker_pid(wenv)
+    (child,) = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    proc.send_signal(signal.SIGTSTP)
+    deadline = time.monotonic() + 20
+    while b"(stopped)" not in _state(proc.pid) or b"(stopped)" not in _state(int(child)):
+        assert time.monotonic() < deadline, (_state(proc.pid)[:60], _state(int(child))[:60])
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGCONT)  # `fg`
+    rest, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (0, b"")
+    assert (first + rest).decode().split() == [f"w{i:03d}" for i in range(400)]
