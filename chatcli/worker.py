@@ -179,7 +179,21 @@ def _drive(conn: socket.socket, pid: int, body: bytes) -> int:
     if status is None:
         sys.stderr.write("chatcli: the worker stopped before the command ended (CHATCLI_WORKER=0 turns it off)\n")
         return 1
-    return int(struct.unpack("!i", status)[0])
+    code = int(struct.unpack("!i", status)[0])
+    if code < 0:  # the child was killed by signal -code: so is the client, as a plain run would have been
+        _die_of(-code)  # (the shell says so, and gives the terminal its own settings back)
+        return 128 - code
+    return code
+
+
+def _die_of(number: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler to reset
+        signal.signal(number, signal.SIG_DFL)
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(os.getpid(), number)
 
 
 def _let_go(fd: int) -> None:
@@ -440,7 +454,7 @@ class Worker:
             conn, pidfd = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
             with contextlib.suppress(OSError):
-                conn.sendall(struct.pack("!i", 128 - code if code < 0 else code))
+                conn.sendall(struct.pack("!i", code))  # -N: killed by signal N
             conn.close()
             if pidfd is not None:
                 with contextlib.suppress(KeyError, ValueError):

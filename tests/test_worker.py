@@ -259,3 +259,14 @@ def test_ctrl_z_stops_the_answer_in_the_worker_and_fg_continues_it(wenv, model):
     rest, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (0, b"")
     assert (first + rest).decode().split() == [f"w{i:03d}" for i in range(400)]
+
+
+def test_a_command_killed_by_a_signal_kills_its_client_too_as_in_a_plain_run(wenv, model):
+    proc = long_answer_in_the_worker(wenv, model, "k9", delay=0.01)
+    proc.stdout.read(4)
+    worker = worker_pid(wenv)
+    (child,) = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    os.kill(int(child), signal.SIGKILL)
+    proc.communicate(timeout=30)
+    # the shell sees a process killed by SIGKILL ("Killed"; it restores the terminal's settings), not exit 137
+    assert proc.returncode == -signal.SIGKILL
