@@ -329,6 +329,7 @@ class Worker:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return  # another worker of this code and home is there
+        self.lock = lock
         warm_up()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -421,7 +422,7 @@ class Worker:
             try:
                 self.selector.close()
                 self.listener.close()
-                for fd in (self.wake_r, self.wake_w):
+                for fd in (self.wake_r, self.wake_w, self.lock):  # the lock: a new worker may come when this one dies
                     os.close(fd)
                 for other, pidfd in self.children.values():
                     other.close()

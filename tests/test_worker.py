@@ -270,3 +270,25 @@ def test_a_command_killed_by_a_signal_kills_its_client_too_as_in_a_plain_run(wen
     proc.communicate(timeout=30)
     # the shell sees a process killed by SIGKILL ("Killed"; it restores the terminal's settings), not exit 137
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_a_new_worker_comes_while_a_killed_workers_command_still_runs(wenv, model):
+    worker = warm(wenv)
+    model.script(Reply(hang=True))  # the model never answers this one
+    orphan = subprocess.Popen(
+        [sys.executable, "-m", "chatcli", "ask", "-s", "hung", "go"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=wenv,
+    )
+    deadline = time.monotonic() + 30
+    while not Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
+        assert time.monotonic() < deadline, "the command never reached the worker"
+        time.sleep(0.05)
+    os.kill(worker, signal.SIGKILL)
+    assert chatcli(wenv, "ask", "-s", "next", "hi").returncode == 0  # by itself, and it starts a worker ...
+    assert "0 commands" in wait_for_worker(wenv, timeout=30)  # ... which can take the place of the killed one
+    assert orphan.poll() is None  # while the killed worker's command still runs
+    orphan.send_signal(signal.SIGINT)
+    assert orphan.wait(timeout=30) == 130
