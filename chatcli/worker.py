@@ -348,23 +348,34 @@ class Worker:
         self.selector.register(listener, selectors.EVENT_READ, "accept")
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         self.wake_r, self.wake_w = wake_r, wake_w
-        bound = os.stat(self.path).st_ino
+        self.bound = os.stat(self.path).st_ino
         try:
             self._loop()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(self.path).st_ino == bound:  # still ours: nobody removed it and bound another
-                    self.path.unlink()
-            listener.close()
+            self._close_listener()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}.lock")
 
     def _stop(self) -> None:
         self.stopping = True
 
+    def _close_listener(self) -> None:
+        """A stopping worker takes no more commands: its socket goes at once (a client then runs by itself and
+        `server status` says so), not when its last command ends; an unaccepted connection would spin the loop."""
+        if self.listener.fileno() < 0:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.listener)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self.bound:  # still ours: nobody removed it and bound another
+                self.path.unlink()
+        self.listener.close()
+
     def _loop(self) -> None:
         next_check = time.monotonic() + CHECK_SECONDS
         while not (self.stopping and not self.children):
+            if self.stopping:
+                self._close_listener()
             for key, _events in self.selector.select(timeout=CHECK_SECONDS):
                 if key.data == "accept" and not self.stopping:
                     self._accept()

@@ -292,3 +292,28 @@ def test_a_new_worker_comes_while_a_killed_workers_command_still_runs(wenv, mode
     assert orphan.poll() is None  # while the killed worker's command still runs
     orphan.send_signal(signal.SIGINT)
     assert orphan.wait(timeout=30) == 130
+
+
+def test_server_stop_during_a_command_lets_it_end_and_takes_no_more(wenv, model, tmp_path):
+    worker = warm(wenv)
+    model.script(Reply(text="slow answer", first_delay=600))  # ends when the test interrupts it
+    running = subprocess.Popen(
+        [sys.executable, "-m", "chatcli", "ask", "-s", "slow", "go"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=wenv,
+    )
+    deadline = time.monotonic() + 30
+    while not Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
+        assert time.monotonic() < deadline, "the command never reached the worker"
+        time.sleep(0.05)
+    assert "ask worker stopped" in chatcli(wenv, "server", "stop").stderr
+    # it waits for its command, but its socket is gone at once: no client waits on it (nor does `server
+    # status`, for 10 s), and its loop does not spin on connections it will never accept
+    assert not list((tmp_path / "tmp").rglob("worker-*.sock"))
+    assert chatcli(wenv, "ask", "-s", "next", "hi").stdout == "echo: hi\n"
+    assert "not running" in worker_line(wenv)
+    assert running.poll() is None and Path(f"/proc/{worker}").exists()
+    running.send_signal(signal.SIGINT)
+    assert running.wait(timeout=30) == 130
