@@ -189,6 +189,22 @@ def warm(wenv) -> int:
     return worker_pid(wenv)
 
 
+def command_in_the_worker(wenv, worker: int, session: str) -> Any:
+    """`chatcli ask` in the background, once a child of the worker runs it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatcli", "ask", "-s", session, "go"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=wenv,
+    )
+    deadline = time.monotonic() + 30
+    while not Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
+        assert time.monotonic() < deadline, "the command never reached the worker"
+        time.sleep(0.05)
+    return proc
+
+
 def test_a_request_too_big_for_a_child_runs_by_itself_instead_of_failing(wenv, model):
     warm(wenv)
     # 1.4 MB of environment, under the kernel's limit, is more than 4 MB as JSON (\\u00e9 for each é)
@@ -275,17 +291,7 @@ def test_a_command_killed_by_a_signal_kills_its_client_too_as_in_a_plain_run(wen
 def test_a_new_worker_comes_while_a_killed_workers_command_still_runs(wenv, model):
     worker = warm(wenv)
     model.script(Reply(hang=True))  # the model never answers this one
-    orphan = subprocess.Popen(
-        [sys.executable, "-m", "chatcli", "ask", "-s", "hung", "go"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=wenv,
-    )
-    deadline = time.monotonic() + 30
-    while not Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
-        assert time.monotonic() < deadline, "the command never reached the worker"
-        time.sleep(0.05)
+    orphan = command_in_the_worker(wenv, worker, "hung")
     os.kill(worker, signal.SIGKILL)
     assert chatcli(wenv, "ask", "-s", "next", "hi").returncode == 0  # by itself, and it starts a worker ...
     assert "0 commands" in wait_for_worker(wenv, timeout=30)  # ... which can take the place of the killed one
@@ -297,17 +303,7 @@ def test_a_new_worker_comes_while_a_killed_workers_command_still_runs(wenv, mode
 def test_server_stop_during_a_command_lets_it_end_and_takes_no_more(wenv, model, tmp_path):
     worker = warm(wenv)
     model.script(Reply(text="slow answer", first_delay=600))  # ends when the test interrupts it
-    running = subprocess.Popen(
-        [sys.executable, "-m", "chatcli", "ask", "-s", "slow", "go"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=wenv,
-    )
-    deadline = time.monotonic() + 30
-    while not Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
-        assert time.monotonic() < deadline, "the command never reached the worker"
-        time.sleep(0.05)
+    running = command_in_the_worker(wenv, worker, "slow")
     assert "ask worker stopped" in chatcli(wenv, "server", "stop").stderr
     # it waits for its command, but its socket is gone at once: no client waits on it (nor does `server
     # status`, for 10 s), and its loop does not spin on connections it will never accept
