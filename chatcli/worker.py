@@ -117,6 +117,9 @@ def run_in_worker(argv: list[str]) -> int | None:
         path = socket_for(settings.home, fingerprint())
     except Exception:  # a bad setting or an unsafe socket directory: the command itself says so
         return None
+    body = _request(argv)
+    if len(body) > MAX_REQUEST:  # a child would refuse it (a huge environment): nothing is started
+        return None
     conn = _connect(path, RUN)
     if conn is None:
         start_worker(settings.home)
@@ -128,7 +131,7 @@ def run_in_worker(argv: list[str]) -> int | None:
         if header is None:
             return None  # no child was made: nothing ran
         (pid,) = struct.unpack("!i", header)
-        return _drive(conn, pid, argv)
+        return _drive(conn, pid, body)
 
 
 def _request(argv: list[str]) -> bytes:
@@ -142,11 +145,13 @@ def _request(argv: list[str]) -> bytes:
             "cwd": os.getcwd(),
             "umask": umask,
             "encodings": [[getattr(s, "encoding", None), getattr(s, "errors", None)] for s in streams],
+            # how Click names the program in usage lines: `chatcli` or `python -m chatcli`
+            "main_package": getattr(sys.modules.get("__main__"), "__package__", None),
         }
     ).encode()
 
 
-def _drive(conn: socket.socket, pid: int, argv: list[str]) -> int:
+def _drive(conn: socket.socket, pid: int, body: bytes) -> int:
     """Hand the command to child `pid`, forward signals to it, and return its exit code."""
     fds = []
     for stream, fallback in ((sys.stdin, "r"), (sys.stdout, "w"), (sys.stderr, "w")):
@@ -155,14 +160,16 @@ def _drive(conn: socket.socket, pid: int, argv: list[str]) -> int:
         except (AttributeError, OSError, ValueError):
             fds.append(os.open(os.devnull, os.O_RDONLY if fallback == "r" else os.O_WRONLY))
     previous = {sig: signal.signal(sig, lambda number, _frame: _forward(pid, number)) for sig in FORWARDED}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda *_: _suspend(pid))
+    previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, lambda number, _frame: _forward(pid, number))
     try:
-        body = _request(argv)
         conn.settimeout(None)
         conn.sendmsg(
             [struct.pack("!I", len(body))],
             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())],
         )
         conn.sendall(body)
+        _let_go(fds[1])
         status = _recv_exact(conn, 4)
     except OSError:
         status = None
@@ -172,7 +179,39 @@ def _drive(conn: socket.socket, pid: int, argv: list[str]) -> int:
     if status is None:
         sys.stderr.write("chatcli: the worker stopped before the command ended (CHATCLI_WORKER=0 turns it off)\n")
         return 1
-    return int(struct.unpack("!i", status)[0])
+    code = int(struct.unpack("!i", status)[0])
+    if code < 0:  # the child was killed by signal -code: so is the client, as a plain run would have been
+        _die_of(-code)  # (the shell says so, and gives the terminal its own settings back)
+        return 128 - code
+    return code
+
+
+def _die_of(number: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler to reset
+        signal.signal(number, signal.SIG_DFL)
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(os.getpid(), number)
+
+
+def _let_go(fd: int) -> None:
+    """The client lets go of its stdout once the child has it: a pipe reading the answer ends when the child
+    closes it (as `ask` does before waiting for a title, CHATCLI_AUTO_TITLE), not when the client exits."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _suspend(pid: int) -> None:
+    """Ctrl-Z: the child stops (SIGSTOP: in the worker's orphaned process group a SIGTSTP would be dropped),
+    then the client itself, as a plain run would; `fg` or `bg` continues both."""
+    _forward(pid, signal.SIGSTOP)
+    handler = signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+    signal.signal(signal.SIGTSTP, handler)
+    _forward(pid, signal.SIGCONT)
 
 
 def _forward(pid: int, number: int) -> None:
@@ -290,6 +329,7 @@ class Worker:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return  # another worker of this code and home is there
+        self.lock = lock
         warm_up()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -308,23 +348,34 @@ class Worker:
         self.selector.register(listener, selectors.EVENT_READ, "accept")
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         self.wake_r, self.wake_w = wake_r, wake_w
-        bound = os.stat(self.path).st_ino
+        self.bound = os.stat(self.path).st_ino
         try:
             self._loop()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(self.path).st_ino == bound:  # still ours: nobody removed it and bound another
-                    self.path.unlink()
-            listener.close()
+            self._close_listener()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}.lock")
 
     def _stop(self) -> None:
         self.stopping = True
 
+    def _close_listener(self) -> None:
+        """A stopping worker takes no more commands: its socket goes at once (a client then runs by itself and
+        `server status` says so), not when its last command ends; an unaccepted connection would spin the loop."""
+        if self.listener.fileno() < 0:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.listener)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self.bound:  # still ours: nobody removed it and bound another
+                self.path.unlink()
+        self.listener.close()
+
     def _loop(self) -> None:
         next_check = time.monotonic() + CHECK_SECONDS
         while not (self.stopping and not self.children):
+            if self.stopping:
+                self._close_listener()
             for key, _events in self.selector.select(timeout=CHECK_SECONDS):
                 if key.data == "accept" and not self.stopping:
                     self._accept()
@@ -382,13 +433,17 @@ class Worker:
             try:
                 self.selector.close()
                 self.listener.close()
-                for fd in (self.wake_r, self.wake_w):
+                for fd in (self.wake_r, self.wake_w, self.lock):  # the lock: a new worker may come when this one dies
                     os.close(fd)
                 for other, pidfd in self.children.values():
                     other.close()
                     if pidfd is not None:
                         os.close(pidfd)
-                code = run_child(conn)
+                code = run_child(conn) & 0xFF
+                # the child says its exit code itself: the command's client learns it even when the worker
+                # is gone (killed) by then; the worker says it too, for a child killed by a signal
+                with contextlib.suppress(OSError):
+                    conn.sendall(struct.pack("!i", code))
             finally:
                 os._exit(code)
         self.served += 1
@@ -411,7 +466,7 @@ class Worker:
             conn, pidfd = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
             with contextlib.suppress(OSError):
-                conn.sendall(struct.pack("!i", 128 - code if code < 0 else code))
+                conn.sendall(struct.pack("!i", code))  # -N: killed by signal N
             conn.close()
             if pidfd is not None:
                 with contextlib.suppress(KeyError, ValueError):
@@ -447,7 +502,6 @@ def run_child(conn: socket.socket) -> int:
         return 1  # the client went away before it sent its request: nothing ran
     (size,) = struct.unpack("!I", head)
     body = _recv_exact(conn, size) if size <= MAX_REQUEST else None
-    conn.close()
     if body is None:
         return 1
     request = json.loads(body)
@@ -481,6 +535,7 @@ def _become(request: dict[str, Any]) -> None:
     os.umask(int(request["umask"]))
     tempfile.tempdir = None  # TMPDIR is the client's
     sys.argv = list(request["argv"])
+    sys.modules["__main__"].__package__ = request.get("main_package")
     streams = []
     for fd, (encoding, errors) in enumerate(request["encodings"]):
         raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)

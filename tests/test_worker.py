@@ -180,3 +180,136 @@ def test_a_worker_retires_when_its_code_changes_or_its_home_goes(tmp_path, monke
     worker.code = fingerprint()
     home.rmdir()
     assert worker._retired()
+
+
+def warm(wenv) -> int:
+    """A worker started and ready (the first ask answers by itself); its pid."""
+    chatcli(wenv, "ask", "-s", "warm", "up")
+    wait_for_worker(wenv)
+    return worker_pid(wenv)
+
+
+def command_in_the_worker(wenv, worker: int, session: str) -> Any:
+    """`chatcli ask` in the background, once a child of the worker runs it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatcli", "ask", "-s", session, "go"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=wenv,
+    )
+    deadline = time.monotonic() + 30
+    while not Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
+        assert time.monotonic() < deadline, "the command never reached the worker"
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_request_too_big_for_a_child_runs_by_itself_instead_of_failing(wenv, model):
+    warm(wenv)
+    # 1.4 MB of environment, under the kernel's limit, is more than 4 MB as JSON (\\u00e9 for each é)
+    huge = {**wenv, **{f"CHATCLI_TEST_BIG{i}": "é" * 60_000 for i in range(12)}}
+    result = chatcli(huge, "ask", "-s", "big", "hi")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "echo: hi\n", "")
+
+
+def test_usage_lines_name_the_program_as_a_plain_run_does(wenv, model):
+    warm(wenv)
+    # the `chatcli` console script (its __main__ is no package), not `python -m chatcli`
+    script = "import sys; from chatcli.worker import launch; sys.argv[0] = 'chatcli'; launch()"
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script, "ask", "--temperature", "9", "x"],
+            capture_output=True,
+            text=True,
+            env={**wenv, "CHATCLI_WORKER": worker},
+            timeout=60,
+        )
+        for worker in ("0", "1")
+    ]
+    plain, warmed = runs
+    assert plain.returncode == warmed.returncode == 2
+    assert plain.stderr.startswith("Usage: chatcli ask ")
+    assert warmed.stderr == plain.stderr
+    assert "1 command " in worker_line(wenv)  # the second ran in the worker
+
+
+def test_a_killed_worker_leaves_its_running_command_to_end_and_say_its_exit_code(wenv, model, rdb):
+    proc = long_answer_in_the_worker(wenv, model, "orphan", delay=0.01)
+    first = proc.stdout.read(4)  # the answer has started, in a child of the worker
+    os.kill(worker_pid(wenv), signal.SIGKILL)
+    rest, err = proc.communicate(timeout=30)
+    # the client waited for the command, which ran to its end: all of the answer, exit 0, no false alarm
+    assert (proc.returncode, err) == (0, b"")
+    assert (first + rest).decode().split() == [f"w{i:03d}" for i in range(400)]
+    assert len(stored(rdb, "orphan")) == 2
+
+
+def test_a_pipe_reading_the_answer_ends_before_the_title_is_written_as_in_a_plain_run(wenv, model):
+    worker = warm(wenv)
+    model.script(Reply(text="the answer"), Reply(hang=True))  # the title (CHATCLI_AUTO_TITLE) never comes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatcli", "ask", "-s", "titled", "go"],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**wenv, "CHATCLI_AUTO_TITLE": "1", "CHATCLI_TIMEOUT": "3"},
+    )
+    assert proc.stdout.read() == b"the answer\n"
+    # the output ended while the command still waits for its title: its child is alive, not done
+    children = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    assert [pid for pid in children if b"zombie" not in _state(int(pid))]
+    assert proc.wait(timeout=60) == 0
+
+
+def test_ctrl_z_stops_the_answer_in_the_worker_and_fg_continues_it(wenv, model):
+    proc = long_answer_in_the_worker(wenv, model, "tstp", delay=0.01)
+    first = proc.stdout.read(4)
+    worker = worker_pid(wenv)
+    (child,) = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    proc.send_signal(signal.SIGTSTP)
+    deadline = time.monotonic() + 20
+    while b"(stopped)" not in _state(proc.pid) or b"(stopped)" not in _state(int(child)):
+        assert time.monotonic() < deadline, (_state(proc.pid)[:60], _state(int(child))[:60])
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGCONT)  # `fg`
+    rest, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (0, b"")
+    assert (first + rest).decode().split() == [f"w{i:03d}" for i in range(400)]
+
+
+def test_a_command_killed_by_a_signal_kills_its_client_too_as_in_a_plain_run(wenv, model):
+    proc = long_answer_in_the_worker(wenv, model, "k9", delay=0.01)
+    proc.stdout.read(4)
+    worker = worker_pid(wenv)
+    (child,) = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    os.kill(int(child), signal.SIGKILL)
+    proc.communicate(timeout=30)
+    # the shell sees a process killed by SIGKILL ("Killed"; it restores the terminal's settings), not exit 137
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_a_new_worker_comes_while_a_killed_workers_command_still_runs(wenv, model):
+    worker = warm(wenv)
+    model.script(Reply(hang=True))  # the model never answers this one
+    orphan = command_in_the_worker(wenv, worker, "hung")
+    os.kill(worker, signal.SIGKILL)
+    assert chatcli(wenv, "ask", "-s", "next", "hi").returncode == 0  # by itself, and it starts a worker ...
+    assert "0 commands" in wait_for_worker(wenv, timeout=30)  # ... which can take the place of the killed one
+    assert orphan.poll() is None  # while the killed worker's command still runs
+    orphan.send_signal(signal.SIGINT)
+    assert orphan.wait(timeout=30) == 130
+
+
+def test_server_stop_during_a_command_lets_it_end_and_takes_no_more(wenv, model, tmp_path):
+    worker = warm(wenv)
+    model.script(Reply(text="slow answer", first_delay=600))  # ends when the test interrupts it
+    running = command_in_the_worker(wenv, worker, "slow")
+    assert "ask worker stopped" in chatcli(wenv, "server", "stop").stderr
+    # it waits for its command, but its socket is gone at once: no client waits on it (nor does `server
+    # status`, for 10 s), and its loop does not spin on connections it will never accept
+    assert not list((tmp_path / "tmp").rglob("worker-*.sock"))
+    assert chatcli(wenv, "ask", "-s", "next", "hi").stdout == "echo: hi\n"
+    assert "not running" in worker_line(wenv)
+    assert running.poll() is None and Path(f"/proc/{worker}").exists()
+    running.send_signal(signal.SIGINT)
+    assert running.wait(timeout=30) == 130
