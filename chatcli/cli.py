@@ -1284,9 +1284,9 @@ def server_stop() -> None:
 
 
 def main() -> None:
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:  # started with the stream closed (`chatcli ... >&-`)
-            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:  # started with the stream closed (`chatcli ... >&-`, `<&-`)
+            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115
     try:
         app()
     except StorageError as exc:  # pragma: no cover - raised outside a command

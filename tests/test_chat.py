@@ -386,3 +386,15 @@ def test_a_chat_of_short_messages_reads_its_window_twice_once_then_once_a_turn(c
     sent = model.last_messages()
     assert [m["content"] for m in sent[-5:]] == ["one", "echo: one", "two", "echo: two", "three"]
     assert len(sent) == 1 + 24 + 1
+
+
+def test_ask_with_stdin_closed_answers_the_question_without_a_traceback(cli, model):
+    """`chatcli ask q <&-`: Python starts with sys.stdin None; it reads as empty input."""
+    result = subprocess.run(
+        ["/bin/sh", "-c", f'exec "{sys.executable}" -m chatcli ask -s closed "just this" <&-'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, "echo: just this\n"), result.stderr
+    assert "Traceback" not in result.stderr
