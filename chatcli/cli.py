@@ -436,6 +436,28 @@ def ask(
     finish_titles([title_job(assistant, turn)], settings)
 
 
+@app.command()
+@handle_errors
+def follow(
+    session_id: SessionArg,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event a line: message, start, token, end.")] = False,
+    redis_url: RedisUrl = None,
+    reasoning: ShowReasoning = None,
+) -> None:
+    """Show a session's last exchange, then every new turn as it happens, and an answer being generated on
+    another machine token by token, until Ctrl-C (exit 130)."""
+    from chatcli import follow as following
+
+    checked_id(session_id)
+    settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
+    store = open_store(settings)
+    following.require(store, session_id)
+    sink: Any = following.JsonLines(session_id)
+    if not as_json:
+        sink = following.Transcript(stdout_console(), settings.show_reasoning)
+    following.follow(store, session_id, sink)
+
+
 # -- history ----------------------------------------------------------------------------------------
 
 
