@@ -429,7 +429,9 @@ def ask(
         announce_session(session_id, resumed=continue_)
     from chatcli.assistant import title_job
     from chatcli.conversation import show_turn
+    from chatcli.notices import tell_answering
 
+    tell_answering(store, session_id, _notice)
     turn = show_turn(assistant.turn(session_id, text), stdout_console(), stderr_console())
     if turn.status == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))

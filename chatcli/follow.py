@@ -49,7 +49,7 @@ def last_exchange(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass
 class Event:
-    """One thing a follower shows: `kind` message | start | token | end, and its fields."""
+    """One thing a follower shows: `kind` message | start | token | end (| idle: nothing new), and its fields."""
 
     kind: str
     turn: str | None = None
@@ -87,6 +87,8 @@ class Follower:
                 yield from self._stored()
             if not entries and self.open is not None:
                 yield from self._check_alive()
+            if not entries:
+                yield Event("idle")  # a look that found nothing new: the sinks show nothing
 
     # -- steps -----------------------------------------------------------------------------------
     def _begin(self) -> Iterator[Event]:
@@ -178,6 +180,8 @@ class JsonLines:
         self.out = out or sys.stdout
 
     def show(self, event: Event) -> None:
+        if event.kind == "idle":
+            return
         data = {k: v for k, v in event.data.items() if k != "entry"}
         if event.kind == "message":
             data["message"] = event.data["entry"]
@@ -201,6 +205,8 @@ class Transcript:
         from chatcli import render
 
         clean = render.sanitize if self.console.is_terminal else str
+        if event.kind == "idle":
+            return
         if event.kind == "message":
             render.print_messages(self.console, [event.data["entry"]], show_reasoning=self.show_reasoning)
         elif event.kind == "start":

@@ -136,7 +136,9 @@ class Publisher:
                     refreshed = time.monotonic()
                 if ended:
                     pipe.expire(self.stream, STREAM_TTL)
-                    pipe.eval(_RELEASE, 1, self.presence_key, presence)
+                    pipe.execute_command(
+                        "EVAL", _RELEASE, 1, self.presence_key, presence
+                    )  # a cluster pipe has no eval()
                 pipe.execute()
                 self.sent += len(batch)
         except Exception as exc:  # publishing is a nicety: the turn goes on and is saved all the same

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli.errors import ChatcliError
+from chatcli.notices import Notices
 
 EXIT = object()  # returned by a command to end the loop
 
@@ -147,6 +148,7 @@ class ChatRepl:
         self.err = err
         self.own_turns: list[str] = []  # ids of the turns this REPL saved in this session, oldest first
         self.titles: list[Any] = []  # threads writing a title (CHATCLI_AUTO_TITLE)
+        self.notices = Notices(store, session_id)  # other clients' turns and answers (chatcli.notices)
         self.commands = {
             c.name: c
             for c in [
@@ -163,6 +165,7 @@ class ChatRepl:
                 Command("session", "[ID]", "show the session id, or switch to another session", self.cmd_session),
                 Command("export", "FILE", "write this session to FILE (.md, .jsonl, else json)", self.cmd_export),
                 Command("tokens", "", "token usage of this session", self.cmd_tokens),
+                Command("follow", "", "watch other clients' turns and answers here, until Ctrl-C", self.cmd_follow),
             ]
         }
 
@@ -176,6 +179,7 @@ class ChatRepl:
             lambda: sorted(self.commands),
         )
         render.print_notice(self.err, "type /help for commands, Ctrl-D to leave")
+        self.notices.start()
         try:
             run_loop(read, self.send, self.commands, self.say)
         finally:
@@ -193,6 +197,7 @@ class ChatRepl:
         from chatcli.conversation import show_turn
         from chatcli.errors import ChatcliError
 
+        self.notices.tell(self.say)
         turn = self.assistant.turn(self.session_id, text)
         try:
             shown = show_turn(turn, self.console, self.err)
@@ -202,6 +207,7 @@ class ChatRepl:
         finally:
             if turn.saved:
                 self.own_turns.append(turn.id)
+                self.notices.own(turn.id)
         job = title_job(self.assistant, turn)
         if job is not None:
             self.titles.append(job)
@@ -331,6 +337,7 @@ class ChatRepl:
                 return
             self.session_id = arg
             self.own_turns = []
+            self.notices = Notices(self.store, arg)
             self.assistant.system = self.assistant.role = None
         self.say(f"session: {self.session_id} ({self.store.count(self.session_id)} messages)")
 
@@ -354,3 +361,13 @@ class ChatRepl:
     def cmd_tokens(self, _arg: str) -> None:
         meta = self.store.get_meta(self.session_id)
         self.say(f"tokens this session: {meta.get('input_tokens', 0)} in, {meta.get('output_tokens', 0)} out")
+
+    def cmd_follow(self, _arg: str) -> None:
+        from chatcli.follow import Transcript, follow
+
+        self.say("following this session: Ctrl-C comes back to the prompt")
+        try:
+            follow(getattr(self.store, "store", self.store), self.session_id, Transcript(self.console))
+        except KeyboardInterrupt:
+            self.say("(stopped following)")
+        self.notices.start()  # what /follow showed is known
