@@ -870,6 +870,152 @@ def bench_render(quick: bool, url: str, tmp: Path) -> None:
     )
 
 
+# -- 6. follow: what publishing costs a turn, and how far behind a follower is --------------------------
+
+
+def bench_follow(quick: bool, url: str, tmp: Path) -> None:
+    """Per-turn time with publishing off (the turn given chatcli.live.NoPublisher), on with nobody following,
+    and on with a follower reading every event (chatcli.follow.Follower on its own connection, in a thread),
+    round by round; then `chatcli follow ID --json` as a subprocess while a model streams at ~50 pieces/s:
+    how long after the answering process yields a piece the follower's line arrives (CLOCK_MONOTONIC, one clock
+    for both processes)."""
+    import threading
+
+    import chatcli.assistant as assistant_module
+    from chatcli import live
+    from chatcli.assistant import Assistant
+    from chatcli.follow import Follower
+    from tests.model_server import ModelServer, Reply, split_chunks
+
+    warnings.simplefilter("ignore")
+    answer = words(ANSWER_CHARS, 99)
+    question = words(QUESTION_CHARS, 7)
+    pieces = len(split_chunks(answer))
+    print(f"6. follow: per turn with and without publishing and a follower ({pieces} pieces an answer); lag")
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    store = SessionStore(client)
+    publisher = assistant_module.publisher
+    with ModelServer(responder=lambda messages: answer) as model:
+        settings = Settings(home=tmp, base_url=model.base_url, api_key="x", redis_url=url)
+        names = ("publishing off", "publishing, no follower", "publishing, a follower")
+        turns: dict[str, Callable[[], None]] = {}
+        for name in names:
+            sid = "follow-" + name.replace(" ", "").replace(",", "-")
+            seed_session(store, sid, 10)
+            layer = SpooledStore(SessionStore(redis.Redis.from_url(url)), Spool(tmp / f"spool-{sid}"))
+            assistant = Assistant(settings, layer)
+
+            def run(assistant: Any = assistant, sid: str = sid, off: bool = name == "publishing off") -> None:
+                assistant_module.publisher = (lambda *_a: live.NoPublisher()) if off else publisher
+                try:
+                    turn = assistant.turn(sid, question)
+                    for _ in turn:
+                        pass
+                finally:
+                    assistant_module.publisher = publisher
+                assert turn.saved and turn.status == "complete", turn.status
+                client.ltrim(store.keys.session(sid), -10, -1)
+
+            turns[name] = run
+        followed = "follow-" + names[2].replace(" ", "").replace(",", "-")
+        seen = [0]
+
+        def follow() -> None:
+            with contextlib.suppress(Exception):  # until the benchmark's Redis stops
+                for event in Follower(SessionStore(redis.Redis.from_url(url)), followed, block_ms=200):
+                    seen[0] += event.kind == "token"
+
+        threading.Thread(target=follow, daemon=True).start()
+        rounds = 15 if quick else 60
+        times: dict[str, dict[int, float]] = {name: {} for name in names}
+        for name in names:
+            turns[name]()  # warm up
+        for r in range(rounds):
+            for name in names[r % 3 :] + names[: r % 3]:
+                start = time.perf_counter()
+                turns[name]()
+                times[name][r] = time.perf_counter() - start
+        t = {name: median(list(v.values())) for name, v in times.items()}
+        for name in names[1:]:
+            add(
+                Row(
+                    "follow",
+                    f"per turn, {name}, vs publishing off",
+                    t[name],
+                    t[names[0]],
+                    "s",
+                    "<= 1.1",
+                    1.1,
+                    f"{len(times[name])} samples; the follower saw {seen[0]} pieces" if "a follower" in name else "",
+                    paired=paired(times[name], times[names[0]]),
+                )
+            )
+
+        # lag: a real `chatcli follow --json` process behind turns streamed at ~50 pieces/s
+        lag_sid = "follow-lag"
+        seed_session(store, lag_sid, 10)
+        env = cli_env(url, tmp)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatcli", "follow", lag_sid, "--json"],
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        arrivals: list[tuple[str, float]] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                event = json.loads(line)
+                if event["event"] == "message":
+                    ready.set()
+                elif event["event"] == "token":
+                    arrivals.append((event["text"], time.perf_counter()))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        ready.wait(30)
+        layer = SpooledStore(SessionStore(redis.Redis.from_url(url)), Spool(tmp / "spool-lag"))
+        assistant = Assistant(settings, layer)
+        lags: list[float] = []
+        for _ in range(3 if quick else 10):
+            model.script(Reply(text=answer, delay=0.02))
+            shown: list[tuple[str, float]] = []
+            del arrivals[:]
+            for piece in assistant.turn(lag_sid, question):
+                shown.append((piece, time.perf_counter()))
+            deadline = time.monotonic() + 5
+            while len(arrivals) < len(shown) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for (piece, at), (text, came) in zip(shown, list(arrivals), strict=False):
+                assert piece == text
+                lags.append(came - at)
+            client.ltrim(store.keys.session(lag_sid), -10, -1)
+        proc.terminate()
+        proc.wait(10)
+        lags.sort()
+        p95 = lags[int(len(lags) * 0.95) - 1]
+        add(
+            Row(
+                "follow",
+                "lag of `chatcli follow --json` behind the answering process, p95",
+                p95,
+                None,
+                "s",
+                "<= 0.1 s",
+                0.1,
+                f"median {median(lags) * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms over {len(lags)} pieces",
+                absolute=True,
+            )
+        )
+    client.flushall()
+    client.close()
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
@@ -878,6 +1024,7 @@ SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
     "listing": bench_listing,
     "export": bench_export,
     "render": bench_render,
+    "follow": bench_follow,
 }
 
 

@@ -18,6 +18,7 @@ pipelining what queued up meanwhile, and stops at its first error (which it keep
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -31,7 +32,7 @@ STREAM_LENGTH = 10_000  # entries kept (approximately): a long answer's pieces, 
 STREAM_TTL = 600  # seconds the stream outlives the last answer published to it
 PRESENCE_TTL = 10  # seconds a client that stopped refreshing (crashed) is still said to be answering
 REFRESH = 3.0  # seconds between refreshes of the presence key while answering
-END_WAIT = 0.5  # at most this long the turn's end waits for the publisher to send what it queued
+END_WAIT = 0.5  # at most this long the process's exit waits for its publishers to send what they queued
 
 # KEYS: presence   ARGV: the value this turn set. Deletes the key only while it is still this turn's.
 _RELEASE = """
@@ -106,9 +107,11 @@ class Publisher:
         self.queue.put(("piece", text))
 
     def end(self, status: str) -> None:
-        """The answer ended (it is saved): publish the end, release the presence, wait briefly for both."""
+        """The answer ended (it is saved): the thread publishes the end and releases the presence. Nothing
+        waits for it but the end of the process (at most END_WAIT): a command that ends right after its
+        answer (ask) still tells its followers."""
         self.queue.put(("end", status))
-        self.thread.join(END_WAIT)
+        _ending.add(self.thread)
 
     # -- the thread ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -143,6 +146,8 @@ class Publisher:
                 self.sent += len(batch)
         except Exception as exc:  # publishing is a nicety: the turn goes on and is saved all the same
             self.failed = exc
+        finally:
+            _ending.discard(threading.current_thread())
 
     def _start(self) -> str:
         """The start entry, then the presence naming it: two round trips, on this thread."""
@@ -163,6 +168,16 @@ class Publisher:
         pipe.execute()
         self.sent += 1
         return presence
+
+
+_ending: set[threading.Thread] = set()
+
+
+@atexit.register
+def _wait_for_ends() -> None:
+    deadline = time.monotonic() + END_WAIT
+    for thread in list(_ending):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class NoPublisher:

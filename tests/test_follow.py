@@ -143,6 +143,7 @@ def test_a_turn_publishes_what_it_saves_and_a_publishing_error_never_fails_it(en
     turn = assistant.turn("hooked", "count")
     assert "".join(turn) == "".join(ANSWER)
     assert turn.saved and turn.status == "complete"
+    wait_until(lambda: not turn.live.thread.is_alive(), what="the end of the publishing")
     got = entries(rdb, "hooked")
     assert got[0]["kind"] == "start" and got[-1] == {"kind": "end", "turn": turn.id, "status": "complete"}
     assert "".join(e["text"] for e in got if e["kind"] == "piece") == "".join(ANSWER)
@@ -154,6 +155,7 @@ def test_a_turn_publishes_what_it_saves_and_a_publishing_error_never_fails_it(en
     turn = assistant.turn("broken", "count")
     assert "".join(turn) == "".join(ANSWER)
     assert turn.saved and turn.status == "complete"
+    wait_until(lambda: not turn.live.thread.is_alive(), what="the end of the publishing")
     assert turn.live.failed is not None and "WRONGTYPE" in str(turn.live.failed)
     stored = [json.loads(raw)["data"]["content"] for raw in reversed(rdb.lrange(KEYS.session("broken"), 0, -1))]
     assert stored == ["count", "".join(ANSWER)]
