@@ -898,7 +898,8 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
     publisher = assistant_module.publisher
     with ModelServer(responder=lambda messages: answer) as model:
         settings = Settings(home=tmp, base_url=model.base_url, api_key="x", redis_url=url)
-        names = ("publishing off", "publishing, no follower", "publishing, a follower")
+        # "publishing off, again" is the same as "publishing off": its ratio is the noise of this run
+        names = ("publishing off", "publishing off, again", "publishing, no follower", "publishing, a follower")
         turns: dict[str, Callable[[], None]] = {}
         for name in names:
             sid = "follow-" + name.replace(" ", "").replace(",", "-")
@@ -906,7 +907,7 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
             layer = SpooledStore(SessionStore(redis.Redis.from_url(url)), Spool(tmp / f"spool-{sid}"))
             assistant = Assistant(settings, layer)
 
-            def run(assistant: Any = assistant, sid: str = sid, off: bool = name == "publishing off") -> None:
+            def run(assistant: Any = assistant, sid: str = sid, off: bool = name.startswith("publishing off")) -> None:
                 assistant_module.publisher = (lambda *_a: live.NoPublisher()) if off else publisher
                 try:
                     turn = assistant.turn(sid, question)
@@ -918,7 +919,7 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
                 client.ltrim(store.keys.session(sid), -10, -1)
 
             turns[name] = run
-        followed = "follow-" + names[2].replace(" ", "").replace(",", "-")
+        followed = "follow-" + names[3].replace(" ", "").replace(",", "-")
         seen = [0]
 
         def follow() -> None:
@@ -932,7 +933,7 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
         for name in names:
             turns[name]()  # warm up
         for r in range(rounds):
-            for name in names[r % 3 :] + names[: r % 3]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 start = time.perf_counter()
                 turns[name]()
                 times[name][r] = time.perf_counter() - start
@@ -945,8 +946,8 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
                     t[name],
                     t[names[0]],
                     "s",
-                    "<= 1.1",
-                    1.1,
+                    "" if "again" in name else "<= 1.1",
+                    None if "again" in name else 1.1,
                     f"{len(times[name])} samples; the follower saw {seen[0]} pieces" if "a follower" in name else "",
                     paired=paired(times[name], times[names[0]]),
                 )
