@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -225,9 +226,11 @@ def redis_server(workdir: Path) -> Iterator[str]:
 
 
 class RoundTrips:
-    """Counts the client's socket writes: one per command, one per pipeline execution."""
+    """Counts the client's socket writes: one per command, one per pipeline execution. `count`: the calling
+    (main) thread's, a turn's own; `background`: other threads' (chatcli.live's publisher, section 6)."""
 
     count = 0
+    background = 0
 
     @classmethod
     @contextlib.contextmanager
@@ -235,7 +238,10 @@ class RoundTrips:
         original = AbstractConnection.send_packed_command
 
         def counting(self: Any, command: Any, check_health: bool = True) -> None:
-            cls.count += 1
+            if threading.current_thread() is threading.main_thread():
+                cls.count += 1
+            else:
+                cls.background += 1
             original(self, command, check_health)
 
         AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
@@ -879,8 +885,6 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
     round by round; then `chatcli follow ID --json` as a subprocess while a model streams at ~50 pieces/s:
     how long after the answering process yields a piece the follower's line arrives (CLOCK_MONOTONIC, one clock
     for both processes)."""
-    import threading
-
     import chatcli.assistant as assistant_module
     from chatcli import live
     from chatcli.assistant import Assistant
@@ -983,12 +987,18 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
         layer = SpooledStore(SessionStore(redis.Redis.from_url(url)), Spool(tmp / "spool-lag"))
         assistant = Assistant(settings, layer)
         lags: list[float] = []
+        publishing: list[int] = []
         for _ in range(3 if quick else 10):
             model.script(Reply(text=answer, delay=0.02))
             shown: list[tuple[str, float]] = []
             del arrivals[:]
-            for piece in assistant.turn(lag_sid, question):
-                shown.append((piece, time.perf_counter()))
+            with RoundTrips.installed():
+                before = RoundTrips.background
+                turn = assistant.turn(lag_sid, question)
+                for piece in turn:
+                    shown.append((piece, time.perf_counter()))
+                turn.live.thread.join(5)
+                publishing.append(RoundTrips.background - before)
             deadline = time.monotonic() + 5
             while len(arrivals) < len(shown) and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -1011,6 +1021,16 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
                 0.1,
                 f"median {median(lags) * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms over {len(lags)} pieces",
                 absolute=True,
+            )
+        )
+        add(
+            Row(
+                "follow",
+                f"publisher round trips per turn ({pieces} pieces at ~50/s), on its thread",
+                median(publishing),
+                None,
+                "",
+                note=f"observed {sorted(set(publishing))}; the turn's own stay 2 (section 2 counts its thread only)",
             )
         )
     client.flushall()
