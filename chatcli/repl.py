@@ -148,7 +148,7 @@ class ChatRepl:
         self.err = err
         self.own_turns: list[str] = []  # ids of the turns this REPL saved in this session, oldest first
         self.titles: list[Any] = []  # threads writing a title (CHATCLI_AUTO_TITLE)
-        self.notices = Notices(store, session_id)  # other clients' turns and answers (chatcli.notices)
+        self.news = Notices(store, session_id)  # other clients' turns and answers (chatcli.notices)
         self.commands = {
             c.name: c
             for c in [
@@ -179,7 +179,7 @@ class ChatRepl:
             lambda: sorted(self.commands),
         )
         render.print_notice(self.err, "type /help for commands, Ctrl-D to leave")
-        self.notices.start()
+        self.news.start()
         try:
             run_loop(read, self.send, self.commands, self.say)
         finally:
@@ -197,7 +197,7 @@ class ChatRepl:
         from chatcli.conversation import show_turn
         from chatcli.errors import ChatcliError
 
-        self.notices.tell(self.say)
+        self.news.tell(self.say)
         turn = self.assistant.turn(self.session_id, text)
         try:
             shown = show_turn(turn, self.console, self.err)
@@ -207,7 +207,7 @@ class ChatRepl:
         finally:
             if turn.saved:
                 self.own_turns.append(turn.id)
-                self.notices.own(turn.id)
+                self.news.own(turn.id)
         job = title_job(self.assistant, turn)
         if job is not None:
             self.titles.append(job)
@@ -337,7 +337,7 @@ class ChatRepl:
                 return
             self.session_id = arg
             self.own_turns = []
-            self.notices = Notices(self.store, arg)
+            self.news = Notices(self.store, arg)
             self.assistant.system = self.assistant.role = None
         self.say(f"session: {self.session_id} ({self.store.count(self.session_id)} messages)")
 
@@ -370,4 +370,4 @@ class ChatRepl:
             follow(getattr(self.store, "store", self.store), self.session_id, Transcript(self.console))
         except KeyboardInterrupt:
             self.say("(stopped following)")
-        self.notices.start()  # what /follow showed is known
+        self.news.start()  # what /follow showed is known
