@@ -344,12 +344,13 @@ def test_a_second_client_is_told_and_both_turns_are_stored_whole_and_a_killed_cl
     gate.set()
 
 
-def test_the_repl_shows_what_another_client_added_before_its_next_answer(env, model, rdb, cli, terminal):
+def test_the_repl_shows_what_another_client_added_before_its_next_answer(env, model, rdb, terminal, tmp_path):
     t = terminal("chat", "-s", "shared")
     t.wait_prompt("shared", 1)
     t.enter("mine")
     t.wait_prompt("shared", 2)
-    assert cli("ask", "-s", "shared", "theirs").exit_code == 0  # another client, same session
+    other = chatcli(["ask", "-s", "shared", "theirs"], tmp_path / "laptop", stdout=subprocess.DEVNULL)
+    assert other.wait(60) == 0  # another machine, same session
     t.enter("mine again")
     screen = t.wait_prompt("shared", 3)
     told = screen.index("2 new messages from another client:")
