@@ -116,6 +116,8 @@ def test_a_publisher_streams_start_pieces_end_and_holds_presence_while_answering
     assert rdb.get(KEYS.answering("pub")) is None  # released at the end of the answer
     assert 0 < rdb.ttl(KEYS.live("pub")) <= live.STREAM_TTL  # the stream never outlives its use for long
     assert publisher.failed is None
+    store.delete(["pub"])  # `sessions delete`: its answers do not linger in the stream
+    assert rdb.exists(KEYS.live("pub")) == 0
 
 
 def test_the_end_of_an_answer_leaves_the_presence_of_a_later_answer_alone(redis_url, rdb):
