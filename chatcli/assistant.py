@@ -249,7 +249,7 @@ class Turn:
         tap = assistant.tap
         tap.reset()
         self.status = "streaming"
-        self.live = live = publisher(assistant.store, self.session_id, self.id, self.question)
+        self.live = live = publisher(assistant.store, self.session_id, self.id, self.question, window.offline)
         try:
             stream = chain.stream(
                 {"input": self.question, "system": system},

@@ -143,12 +143,14 @@ def open_store(settings: Settings, spool: bool = False) -> Any:
     from chatcli.store import SessionStore
 
     private_dir(settings.home)  # created 0700 when missing: input history, spool, embedded server live here
+    offline = False
     try:
         conn = redis_server.connect(settings)
     except StorageUnavailable:
         if not spool:
             raise
         conn = redis_server.offline_connection(settings)
+        offline = True
     store = SessionStore(conn.client, settings.key_prefix, settings.ttl, conn.where, _on_event)
     local = Spool(settings.home)
     if local.exists():
@@ -158,7 +160,7 @@ def open_store(settings: Settings, spool: bool = False) -> Any:
             if not spool:
                 raise
         spooled.tell_waiting(store, local, _on_event)
-    return spooled.SpooledStore(store, local, _on_event) if spool else store
+    return spooled.SpooledStore(store, local, _on_event, offline) if spool else store
 
 
 def open_catalog(settings: Settings) -> Any:

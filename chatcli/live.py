@@ -108,8 +108,7 @@ class Publisher:
 
     def end(self, status: str) -> None:
         """The answer ended (it is saved): the thread publishes the end and releases the presence. Nothing
-        waits for it but the end of the process (at most END_WAIT): a command that ends right after its
-        answer (ask) still tells its followers."""
+        waits for it but the screen, once the answer is shown, and the end of the process (`settle`)."""
         self.queue.put(("end", status))
         _ending.add(self.thread)
 
@@ -174,7 +173,9 @@ _ending: set[threading.Thread] = set()
 
 
 @atexit.register
-def _wait_for_ends() -> None:
+def settle() -> None:
+    """Wait (at most END_WAIT) until the answers that ended are published and their presence released: once
+    an answer is on screen (conversation.show_turn), and at the process's exit."""
     deadline = time.monotonic() + END_WAIT
     for thread in list(_ending):
         thread.join(max(0.0, deadline - time.monotonic()))
@@ -192,8 +193,13 @@ class NoPublisher:
         pass
 
 
-def publisher(store: Any, session_id: str, turn_id: str, question: Any) -> Publisher | NoPublisher:
-    """A publisher for a turn of `store`'s session (a SessionStore or the spool layer around one); never raises."""
+def publisher(
+    store: Any, session_id: str, turn_id: str, question: Any, offline: bool = False
+) -> Publisher | NoPublisher:
+    """A publisher for a turn of `store`'s session (a SessionStore or the spool layer around one); never raises.
+    `offline`: Redis did not answer the turn's read, so nobody could follow it: nothing is sent."""
+    if offline:
+        return NoPublisher()
     try:
         return Publisher(store.client, store.keys, session_id, turn_id, question)
     except Exception:

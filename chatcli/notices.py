@@ -12,6 +12,7 @@ by its id (`<turn>-0/-1`), or by its content when another program wrote it witho
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from chatcli.live import Presence, answering_line
 from chatcli.store import parse_entries
 
 LOOK_BACK = 50  # newest messages read before each turn
+QUIET = 30.0  # seconds without a look after Redis did not answer one
 WIDTH = 100
 
 
@@ -37,6 +39,8 @@ class Notices:
         self.store = getattr(store, "store", store)  # the SessionStore under the spool layer
         self.session_id = session_id
         self.known: set[str] | None = None  # None: not looked yet
+        # Redis did not answer: no look until then, so a REPL whose Redis is down waits for no extra timeout
+        self.quiet_until = time.monotonic() + QUIET if getattr(store, "offline", False) else 0.0
 
     def _read(self) -> tuple[list[dict[str, Any]], Presence | None]:
         listed, presence = self.store.keys.session(self.session_id), self.store.keys.answering(self.session_id)
@@ -46,10 +50,13 @@ class Notices:
 
     def start(self) -> None:
         """What the session holds now is known (the resume recap showed it)."""
+        if time.monotonic() < self.quiet_until:
+            return
         try:
             newest_first, _presence = self._read()
         except StorageError:
-            newest_first = []
+            self.quiet_until = time.monotonic() + QUIET
+            return
         self.known = {message_key(entry) for entry in newest_first}
 
     def own(self, turn_id: str) -> None:
@@ -60,9 +67,12 @@ class Notices:
     def check(self) -> tuple[list[dict[str, Any]], Presence | None]:
         """The messages other clients added since the last look (oldest first), and who else is answering now.
         Nothing when Redis does not answer (the turn says so itself)."""
+        if time.monotonic() < self.quiet_until:
+            return [], None
         try:
             newest_first, presence = self._read()
         except StorageError:
+            self.quiet_until = time.monotonic() + QUIET
             return [], None
         if presence is not None and presence.is_mine():
             presence = None
@@ -93,6 +103,8 @@ def tell_answering(store: Any, session_id: str, say: Callable[[str], None]) -> N
     """`ask`: say when the session is answering elsewhere now (one GET; nothing when Redis does not answer)."""
     from chatcli.live import answering
 
+    if getattr(store, "offline", False):  # Redis did not answer: nobody can be seen answering, no wait for it
+        return
     presence = answering(getattr(store, "store", store), session_id)
     if presence is not None and not presence.is_mine():
         say(answering_line(session_id, presence) + " (your turn goes on; both are kept)")
