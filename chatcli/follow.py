@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from chatcli import exporting
 from chatcli.live import Presence, text_of
+from chatcli.recap import short
 from chatcli.records import turn_of
 
 BLOCK_MS = 1000  # XREAD waits this long at most: then the list and the presence are looked at
@@ -69,7 +70,7 @@ class Follower:
         self.block_ms = block_ms
         self.shown: set[str] = set()  # turn ids (and keys of id-less messages) already shown
         self.length = 0  # the list's length when last looked at
-        self.open: str | None = None  # the turn whose answer is streaming, started and not ended
+        self.open: dict[str, str] = {}  # the answers streaming (started, not ended): turn id -> question
         self.cursor = "0-0"
 
     def __iter__(self) -> Iterator[Event]:
@@ -85,7 +86,7 @@ class Follower:
                     yield event
             if not entries or ended:
                 yield from self._stored()
-            if not entries and self.open is not None:
+            if not entries and self.open:
                 yield from self._check_alive()
             if not entries:
                 yield Event("idle")  # a look that found nothing new: the sinks show nothing
@@ -96,8 +97,9 @@ class Follower:
             lambda p: (p.get(self.presence_key), p.xrevrange(self.stream, count=1))
         )
         self.cursor = _text(last[0][0]) if last else "0-0"
-        window = self.store.window(self.session_id, 20)
+        # the length first: a turn stored between the two reads is in the window, and not shown again
         self.length = self.store.count(self.session_id)
+        window = self.store.window(self.session_id, 20)
         for entry in window.messages:  # every message read counts as shown: only the last exchange is printed
             self.shown.add(self._turn_key(entry))
         for entry in last_exchange(window.messages):
@@ -115,19 +117,19 @@ class Follower:
             if turn in self.shown:
                 return
             self.shown.add(turn)
-            self.open = turn
+            self.open[turn] = fields.get("question", "")
             data: dict[str, Any] = {"question": fields.get("question", ""), "host": fields.get("host", "")}
             try:
                 data["pid"], data["started"] = int(fields.get("pid") or 0), float(fields.get("started") or 0)
             except ValueError:
                 data["pid"], data["started"] = 0, 0.0
             yield Event("start", turn, data)
-        elif turn != self.open:  # an answer shown whole from the list, or begun before the follower
+        elif turn not in self.open:  # an answer shown whole from the list, or begun before the follower
             return
         elif kind == "piece":
-            yield Event("token", turn, {"text": fields.get("text", "")})
+            yield Event("token", turn, {"text": fields.get("text", ""), "question": self.open[turn]})
         elif kind == "end":
-            self.open = None
+            del self.open[turn]
             yield Event("end", turn, {"status": fields.get("status", "")})
 
     def _stored(self) -> Iterator[Event]:
@@ -149,11 +151,11 @@ class Follower:
         self.shown |= fresh
 
     def _check_alive(self) -> Iterator[Event]:
-        """The answering client's presence expired (it crashed) or names another turn: close the answer."""
-        presence = Presence.from_raw(self.store.run(self.client.get, self.presence_key))
-        if presence is None or presence.turn != self.open:
-            turn, self.open = self.open, None
-            yield Event("end", turn, {"status": "stopped"})
+        """Nobody is answering any more (the presence expired: the client crashed): close the open answers."""
+        if Presence.from_raw(self.store.run(self.client.get, self.presence_key)) is None:
+            for turn in list(self.open):
+                del self.open[turn]
+                yield Event("end", turn, {"status": "stopped"})
 
     def _turn_key(self, entry: dict[str, Any]) -> str:
         return turn_of((entry.get("data") or {}).get("id")) or message_key(entry)
@@ -182,7 +184,7 @@ class JsonLines:
     def show(self, event: Event) -> None:
         if event.kind == "idle":
             return
-        data = {k: v for k, v in event.data.items() if k != "entry"}
+        data = {k: v for k, v in event.data.items() if k not in ("entry", "question") or event.kind == "start"}
         if event.kind == "message":
             data["message"] = event.data["entry"]
             del data["content"]
@@ -200,6 +202,7 @@ class Transcript:
         self.show_reasoning = show_reasoning
         self.out = console.file
         self.midline = False
+        self.current: str | None = None  # the turn whose answer the last token belongs to
 
     def show(self, event: Event) -> None:
         from chatcli import render
@@ -210,24 +213,35 @@ class Transcript:
         if event.kind == "message":
             render.print_messages(self.console, [event.data["entry"]], show_reasoning=self.show_reasoning)
         elif event.kind == "start":
+            self._break_line()
+            self.current = event.turn
             since = render.short_time(event.data["started"])
             render.print_notice(self.console, f"user (on {event.data['host']}, {since}):")
             self.console.print(clean(text_of(event.data["question"])), soft_wrap=True, markup=False, highlight=False)
             render.print_notice(self.console, "assistant:")
         elif event.kind == "token":
+            if event.turn != self.current:  # two answers at once: say which one goes on
+                self._break_line()
+                self.current = event.turn
+                render.print_notice(self.console, f"assistant (answering: {short(text_of(event.data['question']))}):")
             self.out.write(clean(event.data["text"]))
             self.out.flush()
             self.midline = not event.data["text"].endswith("\n")
         elif event.kind == "end":
-            if self.midline:
-                self.out.write("\n")
-                self.midline = False
+            if event.turn == self.current:
+                self._break_line()
             status = str(event.data.get("status") or "")
             if status == "stopped":
                 render.print_notice(self.console, "(the answering client stopped before the end of the answer)")
             elif status not in ("complete", ""):
                 render.print_notice(self.console, f"({status.replace('_', ' ')})")
             self.out.flush()
+
+    def _break_line(self) -> None:
+        if self.midline:
+            self.out.write("\n")
+            self.out.flush()
+            self.midline = False
 
 
 def require(store: Any, session_id: str) -> None:

@@ -20,16 +20,12 @@ from chatcli import exporting
 from chatcli.errors import StorageError
 from chatcli.follow import message_key
 from chatcli.live import Presence, answering_line
+from chatcli.recap import short
 from chatcli.store import parse_entries
 
 LOOK_BACK = 50  # newest messages read before each turn
 QUIET = 30.0  # seconds without a look after Redis did not answer one
 WIDTH = 100
-
-
-def short(text: str, width: int = WIDTH) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 class Notices:
@@ -94,7 +90,7 @@ class Notices:
         if new:
             say(f"{len(new)} new message{'s' if len(new) != 1 else ''} from another client:")
             for entry in new:
-                say(f"  {exporting.role(entry)}: {short(exporting.text(entry))}")
+                say(f"  {exporting.role(entry)}: {short(exporting.text(entry), WIDTH)}")
         if presence is not None:
             say(answering_line(self.session_id, presence) + " (your turn goes on; both are kept)")
 

@@ -196,6 +196,32 @@ def test_a_follower_that_starts_mid_answer_sees_it_from_its_start_then_new_turns
     assert all(e.turn != "t-live" for e in later)
 
 
+def test_two_answers_streaming_at_once_are_both_followed_to_their_end(redis_url, rdb):
+    store = store_for(redis_url)
+    store.append_turn(exchange("both", "q0", "a0"))
+    events = iter(Follower(store, "both", block_ms=100))
+    drain(events, lambda e: e.kind == "message" and e.data["content"] == "a0")
+    laptop = live.Publisher(store.client, store.keys, "both", "t-laptop", "from the laptop")
+    wait_until(lambda: rdb.xlen(KEYS.live("both")) >= 1, what="the first start")
+    server = live.Publisher(store.client, store.keys, "both", "t-server", "from the server")
+    wait_until(lambda: rdb.xlen(KEYS.live("both")) >= 2, what="the second start")  # before any piece
+    for i in range(4):
+        laptop.piece(f"L{i} ")
+        server.piece(f"S{i} ")
+    laptop.end("complete")
+    seen: list[Any] = []
+    while not any(e.kind == "end" for e in seen) or not any(e.data.get("text") == "S3 " for e in seen):
+        seen += drain(events, lambda e: e.kind == "end" or e.data.get("text") == "S3 ")
+    assert quiet(events) == []  # the server's presence is there: its answer stays open
+    server.end("interrupted")
+    seen += drain(events, lambda e: e.kind == "end" and e.turn == "t-server")
+    tokens = [e for e in seen if e.kind == "token"]
+    text = {turn: "".join(e.data["text"] for e in tokens if e.turn == turn) for turn in ("t-laptop", "t-server")}
+    assert text == {"t-laptop": "L0 L1 L2 L3 ", "t-server": "S0 S1 S2 S3 "}
+    ends = {e.turn: e.data["status"] for e in seen if e.kind == "end"}
+    assert ends == {"t-laptop": "complete", "t-server": "interrupted"}
+
+
 def test_an_answer_whose_client_crashed_is_closed_when_its_presence_expires(redis_url, rdb):
     store = store_for(redis_url)
     # what a client leaves when it is killed mid-answer: a start and a piece, no end, its presence until the TTL
