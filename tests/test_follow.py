@@ -399,3 +399,22 @@ def test_slash_follow_in_the_repl_streams_another_clients_answer_until_ctrl_c(en
     t.ctrl("c")
     screen = t.wait_prompt("watch", 2)
     assert "from the laptop" in screen and "(stopped following)" in screen
+
+
+def test_follow_imports_neither_langchain_nor_openai(env, cli, model, tmp_path):
+    from tests.test_startup import HEAVY
+
+    assert cli("ask", "-s", "light", "hi").exit_code == 0
+    environ = {**os.environ, "CHATCLI_HOME": str(tmp_path / "phone")}
+    follower = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "chatcli", "follow", "light"],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None and follower.stdout.readline() == "user\n"  # it is following
+    follower.send_signal(signal.SIGINT)
+    _out, err = follower.communicate(timeout=20)
+    modules = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in err.splitlines() if "import time:" in line}
+    assert "chatcli" in modules and modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
