@@ -881,14 +881,13 @@ def bench_render(quick: bool, url: str, tmp: Path) -> None:
 
 def bench_follow(quick: bool, url: str, tmp: Path) -> None:
     """Per-turn time with publishing off (the turn given chatcli.live.NoPublisher), on with nobody following,
-    and on with a follower reading every event (chatcli.follow.Follower on its own connection, in a thread),
+    and on with a follower reading every event (`chatcli follow ID --json`, another process),
     round by round; then `chatcli follow ID --json` as a subprocess while a model streams at ~50 pieces/s:
     how long after the answering process yields a piece the follower's line arrives (CLOCK_MONOTONIC, one clock
     for both processes)."""
     import chatcli.assistant as assistant_module
     from chatcli import live
     from chatcli.assistant import Assistant
-    from chatcli.follow import Follower
     from tests.model_server import ModelServer, Reply, split_chunks
 
     warnings.simplefilter("ignore")
@@ -917,19 +916,29 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
                     turn = assistant.turn(sid, question)
                     for _ in turn:
                         pass
+                    live.settle()  # as show_turn does once the answer is shown: its end is published
                 finally:
                     assistant_module.publisher = publisher
                 assert turn.saved and turn.status == "complete", turn.status
                 client.ltrim(store.keys.session(sid), -10, -1)
 
             turns[name] = run
+        # the follower is another process, as another machine's would be: `chatcli follow --json`
         followed = "follow-" + names[3].replace(" ", "").replace(",", "-")
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "chatcli", "follow", followed, "--json"],
+            env=cli_env(url, tmp),
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         seen = [0]
 
         def follow() -> None:
-            with contextlib.suppress(Exception):  # until the benchmark's Redis stops
-                for event in Follower(SessionStore(redis.Redis.from_url(url)), followed, block_ms=200):
-                    seen[0] += event.kind == "token"
+            assert follower.stdout is not None
+            for line in follower.stdout:
+                seen[0] += '"event": "token"' in line
 
         threading.Thread(target=follow, daemon=True).start()
         rounds = 15 if quick else 60
@@ -941,6 +950,8 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
                 start = time.perf_counter()
                 turns[name]()
                 times[name][r] = time.perf_counter() - start
+        follower.terminate()
+        follower.wait(10)
         t = {name: median(list(v.values())) for name, v in times.items()}
         for name in names[1:]:
             add(

@@ -12,8 +12,10 @@ Presence (`Keys.answering`): a JSON string {host, pid, started, turn, since} wit
 refreshed every REFRESH seconds while the answer streams and deleted at its end (only if it is still this
 turn's): a client that crashed leaves it for at most PRESENCE_TTL seconds.
 
-Publishing never slows or fails a turn: the turn only puts its pieces on a queue; a thread sends them,
-pipelining what queued up meanwhile, and stops at its first error (which it keeps in `failed`, never raises).
+Publishing never slows or fails a turn: the turn only puts its pieces on a queue; a thread sends them, at
+most one pipeline every LINGER seconds with what queued up meanwhile (a follower is at most that much later;
+fewer sends are less work taken from the turn, which shares the interpreter's lock), and stops at its first
+error (which it keeps in `failed`, never raises).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ STREAM_LENGTH = 10_000  # entries kept (approximately): a long answer's pieces, 
 STREAM_TTL = 600  # seconds the stream outlives the last answer published to it
 PRESENCE_TTL = 10  # seconds a client that stopped refreshing (crashed) is still said to be answering
 REFRESH = 3.0  # seconds between refreshes of the presence key while answering
+LINGER = 0.02  # seconds the pieces that follow a send are gathered for the next (an answer's end is not held)
 END_WAIT = 0.5  # at most this long the process's exit waits for its publishers to send what they queued
 
 # KEYS: presence   ARGV: the value this turn set. Deletes the key only while it is still this turn's.
@@ -116,16 +119,17 @@ class Publisher:
     def _run(self) -> None:
         try:
             presence = self._start()
-            refreshed = time.monotonic()
+            refreshed = sent = time.monotonic()
             ended = False
             while not ended:
                 try:
                     batch = [self.queue.get(timeout=REFRESH)]
                 except queue.Empty:
                     batch = []
-                while True:
+                # what comes within LINGER of the last send goes with it: one pipeline, not one per piece
+                while batch and batch[-1][0] != "end":
                     try:
-                        batch.append(self.queue.get_nowait())
+                        batch.append(self.queue.get(timeout=max(0.0, sent + LINGER - time.monotonic())))
                     except queue.Empty:
                         break
                 ended = any(kind == "end" for kind, _ in batch)
@@ -142,6 +146,7 @@ class Publisher:
                         "EVAL", _RELEASE, 1, self.presence_key, presence
                     )  # a cluster pipe has no eval()
                 pipe.execute()
+                sent = time.monotonic()
                 self.sent += len(batch)
         except Exception as exc:  # publishing is a nicety: the turn goes on and is saved all the same
             self.failed = exc
