@@ -18,12 +18,17 @@ byte for byte, so line numbers stay right):
 Never mutated: docstrings, type annotations, f-strings, the arguments of logging and notice calls.
 
 Usage (from the repository root, with the project's Python):
-  python .ci/mutation.py [--sample N] [--seed S] [--timeout SEC] [--json OUT] [--rerun OUT] [--list]
+  python .ci/mutation.py [--sample N] [--seed S] [--timeout SEC] [--json OUT] [--rerun OUT] [--skip OUT]
+                         [--ids ID,...] [--pause-file PATH] [--list]
                          --cmd "python -m pytest -x -q ..." [--cmd "..."] TARGET [TARGET ...]
 TARGET is FILE, or FILE:SELECTION with SELECTION a comma-separated list of function or method names
 (`append_turn`, `SessionStore.window`, `_APPEND_TURN` for the Lua mutants) and line ranges (`120-180`).
-Each --cmd runs in turn (through bash, in the scratch copy, PYTHONPATH pointing at it) until one fails:
-put the fast tests first. A mutant is killed when a command exits non-zero.
+Each --cmd runs in turn (through bash, in a scratch copy of the repository under $TMPDIR, with PYTHONPATH
+pointing at it and no bytecode written) until one fails: put the fast tests first. A mutant is killed when a
+command exits non-zero. A leading `python` is this interpreter; PATH is left alone (it decides which
+redis-server the tests start). Mutants run one at a time; --pause-file lets another test run in between.
+--json keeps every result (written after each mutant); --rerun runs the survivors of such a file again
+(say, with new tests), --skip leaves out the mutants it holds.
 """
 
 from __future__ import annotations
@@ -460,6 +465,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--rerun", type=Path, help="run only the survivors and timeouts of this results file")
     parser.add_argument("--ids", default="", help="run only these mutant ids (comma-separated)")
+    parser.add_argument("--skip", type=Path, action="append", default=[], help="skip the mutants of this results file")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--pause-file", type=Path, help="between mutants, wait while this file exists")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
@@ -478,8 +484,10 @@ def main() -> int:
         wanted |= {m["id"] for m in json.loads(args.rerun.read_text())["mutants"] if m["status"] != "killed"}
     if wanted:
         mutants = [m for m in mutants if m.id in wanted]
+    done = {m["id"] for path in args.skip for m in json.loads(path.read_text())["mutants"]}
     if args.sample and args.sample < len(mutants):
         mutants = sorted(random.Random(args.seed).sample(mutants, args.sample), key=lambda m: (m.file, m.start))
+    mutants = [m for m in mutants if m.id not in done]
     print(f"{generated} mutants generated, {len(mutants)} to run", flush=True)
     if args.list:
         for m in mutants:

@@ -227,7 +227,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
 
 class RoundTrips:
     """Counts the client's socket writes: one per command, one per pipeline execution. `count`: the calling
-    (main) thread's, a turn's own; `background`: other threads' (chatcli.live's publisher, section 6)."""
+    (main) thread's, a turn's own; `background`: other threads' (chatcli.live's publisher, section 9)."""
 
     count = 0
     background = 0
@@ -876,7 +876,308 @@ def bench_render(quick: bool, url: str, tmp: Path) -> None:
     )
 
 
-# -- 6. follow: what publishing costs a turn, and how far behind a follower is --------------------------
+# -- 7. interactive: time to a prompt, and `ask` end to end ---------------------------------------------
+
+
+def time_to_prompt(cmd: list[str], env: dict[str, str], cwd: Path, marker: bytes) -> float:
+    """Wall time from spawning `cmd` in a pseudo-terminal to `marker` (its prompt) on screen."""
+    import pexpect
+
+    start = time.perf_counter()
+    child = pexpect.spawn(cmd[0], cmd[1:], env=env, cwd=str(cwd), dimensions=(30, 100), timeout=60)
+    child.expect_exact(marker)
+    elapsed = time.perf_counter() - start
+    child.sendcontrol("d")
+    try:
+        child.expect(pexpect.EOF, timeout=10)
+    except pexpect.TIMEOUT:  # the Ctrl-D came before the program read its terminal: the time is already taken
+        child.terminate(force=True)
+    child.close()
+    return elapsed
+
+
+def sgpt_command() -> str | None:
+    """shell-gpt's `sgpt`: BENCH_SGPT, else on PATH (its pins clash with chatcli's, so it lives in a venv of its
+    own: `python3 -m venv /tmp/sgpt-venv && /tmp/sgpt-venv/bin/pip install shell-gpt`)."""
+    found = os.environ.get("BENCH_SGPT") or shutil.which("sgpt")
+    if found is None and Path("/tmp/sgpt-venv/bin/sgpt").exists():
+        found = "/tmp/sgpt-venv/bin/sgpt"
+    return found
+
+
+def wait_for_worker(chatcli: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> None:
+    """Until `chatcli server status` reports the ask worker running (started by a first `ask`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = subprocess.run([chatcli, "server", "status"], env=env, cwd=cwd, capture_output=True, text=True)
+        if "running (pid" in status.stdout.splitlines()[-1]:
+            return
+        time.sleep(0.3)
+    raise RuntimeError("the ask worker did not start")
+
+
+def bench_interactive(quick: bool, url: str, tmp: Path) -> None:
+    print("7. interactive: time to an editable prompt (pty), `ask` end to end (zero-latency local server)")
+    from tests.model_server import ModelServer
+
+    llm = str(BIN / "llm") if (BIN / "llm").exists() else shutil.which("llm")
+    if llm is None:
+        print("  the llm CLI is missing: pip install -e '.[bench]'")
+        return
+    sgpt = sgpt_command()
+    chatcli = str(BIN / "chatcli")
+    with ModelServer(responder=lambda messages: "a short answer from the local server") as model:
+        env = cli_env(url, tmp) | {"OPENAI_API_KEY": "x", "OPENAI_BASE_URL": model.base_url}
+        env |= {"PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+        (tmp / "llm" / "extra-openai-models.yaml").write_text(
+            f"- model_id: local\n  model_name: gpt-4o-mini\n  api_base: {model.base_url}\n  api_key_name: local\n"
+        )
+        (tmp / "llm" / "keys.json").write_text('{"local": "x"}')
+        # sgpt reads ~/.config/shell_gpt/.sgptrc, written on its first run: a home of its own, pointed at the server
+        sgpt_home = tmp / "sgpt-home"
+        (sgpt_home / ".config" / "shell_gpt").mkdir(parents=True, exist_ok=True)
+        (sgpt_home / ".config" / "shell_gpt" / ".sgptrc").write_text(
+            f"OPENAI_API_KEY=x\nAPI_BASE_URL={model.base_url}\nDEFAULT_MODEL=gpt-4o-mini\nSTREAM=true\n"
+            "PRETTIFY_MARKDOWN=false\nUSE_LITELLM=false\nDEFAULT_COLOR=magenta\nCACHE_PATH="
+            + str(sgpt_home / "cache")
+            + "\nCHAT_CACHE_PATH="
+            + str(sgpt_home / "chat")
+            + "\n"
+        )
+        sgpt_env = env | {"HOME": str(sgpt_home)}
+        no_worker = env | {"CHATCLI_WORKER": "0"}
+        prompts: dict[str, tuple[list[str], bytes, dict[str, str]]] = {
+            "llm chat": ([llm, "chat", "-m", "local"], b"> ", env),
+            "chatcli chat": ([chatcli, "chat", "-s", "bench-prompt"], b"bench-prompt>", env),
+        }
+        asks: dict[str, tuple[list[str], dict[str, str]]] = {
+            "llm prompt": ([llm, "-m", "local", "--no-log", "say hi"], env),
+            "chatcli ask": ([chatcli, "ask", "-s", "bench-ask", "say hi"], env),
+            "chatcli ask, no worker": ([chatcli, "ask", "-s", "bench-ask", "say hi"], no_worker),
+        }
+        if sgpt is not None:
+            prompts["sgpt --repl"] = ([sgpt, "--repl", "bench"], b">>> ", sgpt_env)
+            asks["sgpt"] = ([sgpt, "say hi"], sgpt_env)
+        else:
+            print("  sgpt is missing (see sgpt_command): not measured")
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "chatcli")], check=True, env=env)
+        for cmd, marker, cmd_env in prompts.values():  # warm the page cache and .pyc files
+            time_to_prompt(cmd, cmd_env, tmp, marker)
+        for cmd, cmd_env in asks.values():  # the first `chatcli ask` starts the worker
+            timed_run(cmd, cmd_env, tmp)
+        wait_for_worker(chatcli, env, tmp)
+        repeats = 5 if quick else 15
+        times: dict[str, dict[int, float]] = {name: {} for name in [*prompts, *asks]}
+        for r in range(repeats):
+            for name, (cmd, marker, cmd_env) in prompts.items():
+                times[name][r] = time_to_prompt(cmd, cmd_env, tmp, marker)
+            for name, (cmd, cmd_env) in asks.items():
+                times[name][r] = timed_run(cmd, cmd_env, tmp)
+        subprocess.run([chatcli, "server", "stop"], env=env, cwd=tmp, capture_output=True)
+    rows = [
+        ("chatcli chat", "llm chat", "prompt <= 0.35 s (idle machine)", 0.35),
+        ("chatcli ask", "llm prompt", "<= 1.0 × llm", 1.0),
+        ("chatcli ask, no worker", "llm prompt", "(no target: CHATCLI_WORKER=0)", None),
+    ]
+    if sgpt is not None:
+        rows += [
+            ("chatcli chat", "sgpt --repl", "prompt <= 0.35 s (idle machine)", 0.35),
+            ("chatcli ask", "sgpt", "<= 1.0 × sgpt", 1.0),
+        ]
+    for name, base, target, limit in rows:
+        add(
+            Row(
+                "interactive",
+                f"{name} vs {base}",
+                median(list(times[name].values())),
+                median(list(times[base].values())),
+                "s",
+                target,
+                limit,
+                absolute=name == "chatcli chat",
+                paired=paired(times[name], times[base]),
+            )
+        )
+
+
+# -- 8. search ----------------------------------------------------------------------------------------
+
+RARE = "zanzibar"  # the word the search looks for: in one message of every 50th session
+
+
+def seed_search(client: redis.Redis, sessions: int, messages: int) -> int:
+    """`sessions` sessions of `messages` messages in chatcli's layout; RARE in the 10th-newest message of every
+    50th session (newest first). Returns how many messages hold it."""
+    store = SessionStore(client)
+    plain = conversation(messages)  # oldest first
+    now = time.time() - sessions
+    pipe = client.pipeline(transaction=False)
+    marked = 0
+    for i in range(sessions):
+        sid = f"s{i:05d}"
+        elements = plain
+        if (sessions - 1 - i) % 50 == 0:  # the newest session is one of them
+            elements = list(plain)
+            elements[-10] = json.dumps(entry("ai", words(ANSWER_CHARS - 20, 7) + f" {RARE.title()} end"))
+            marked += 1
+        ts = now + i
+        pipe.lpush(store.keys.session(sid), *elements)
+        pipe.hset(store.keys.meta(sid), mapping={"created": repr(ts), "updated": repr(ts)})
+        pipe.zadd(store.keys.index, {sid: ts})
+        if i % 50 == 49:
+            pipe.execute()
+    pipe.execute()
+    return marked
+
+
+def net_bytes(client: redis.Redis) -> tuple[int, int]:
+    stats = client.info("stats")
+    return int(stats["total_net_input_bytes"]), int(stats["total_net_output_bytes"])
+
+
+def raw_read(client: redis.Redis, keys: list[str], batch: int = 50) -> int:
+    """The baseline: LRANGE 0 -1 of every list, pipelined `batch` lists a round trip. Returns elements read."""
+    count = 0
+    for start in range(0, len(keys), batch):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + batch]:
+            pipe.lrange(key, 0, -1)
+        count += sum(len(items) for items in pipe.execute())
+    return count
+
+
+def bench_search(quick: bool, url: str, tmp: Path) -> None:
+    from chatcli.search import Search, parse_query
+
+    sessions, messages = 2000, 100
+    print(f"8. search: {sessions:,} sessions × {messages} messages vs a pipelined LRANGE of every list")
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    marked = seed_search(client, sessions, messages)
+    store = SessionStore(client)
+    keys = [store.keys.session(f"s{i:05d}") for i in range(sessions)]
+    repeats = 3 if quick else 9
+    sides = ("here", "redis")
+    times: dict[str, list[float]] = {"raw": []}
+    moved: dict[str, tuple[int, int]] = {}
+    trips: dict[str, int] = {}
+    client.config_set("slowlog-max-len", 100000)
+    scripts: list[int] = []  # microseconds each filter script ran in Redis (SLOWLOG)
+    for _ in range(repeats):
+        before = net_bytes(client)
+        start = time.perf_counter()
+        assert raw_read(client, keys) == sessions * messages
+        times["raw"].append(time.perf_counter() - start)
+        after = net_bytes(client)
+        moved["raw"] = (after[0] - before[0], after[1] - before[1])
+        for side in sides:
+            client.config_set("slowlog-log-slower-than", 0 if side == "redis" else 1_000_000)
+            client.slowlog_reset()
+            before = net_bytes(client)
+            start = time.perf_counter()
+            search = Search(SessionStore(client), parse_query(RARE), side=side)
+            found = 0
+            for _hit in search.hits():
+                if not found:
+                    times.setdefault(f"{side} first", []).append(time.perf_counter() - start)
+                found += 1
+            times.setdefault(side, []).append(time.perf_counter() - start)
+            after = net_bytes(client)
+            moved[side] = (after[0] - before[0], after[1] - before[1])
+            trips[side] = search.stats.round_trips
+            assert found == marked, (found, marked)
+            if side == "redis":
+                entries = client.slowlog_get(100000)
+                scripts += [e["duration"] for e in entries if e["command"][:4].upper() == b"EVAL"]
+            start = time.perf_counter()
+            common = Search(SessionStore(client), parse_query("redis stream"), side=side).hits()
+            next(common)
+            times.setdefault(f"{side} common first", []).append(time.perf_counter() - start)
+            common.close()  # and wait for its reader thread: its last round must not count in the next figure
+            for thread in [t for t in threading.enumerate() if t.name == "chatcli-search-read"]:
+                thread.join()
+    client.config_set("slowlog-log-slower-than", 10000)
+    rounds = {k: dict(enumerate(v)) for k, v in times.items()}
+    t = {k: median(v) for k, v in times.items()}
+    for side in sides:
+        add(
+            Row(
+                "search",
+                f"--filter {side}: whole search ({marked} hits of {RARE!r}) vs raw pipelined LRANGE of every list",
+                t[side],
+                t["raw"],
+                "s",
+                "<= 1.5 ×",
+                1.5,
+                f"{trips[side]} round trips (raw: {sessions // 50})",
+                paired=paired(rounds[side], rounds["raw"]),
+            )
+        )
+        add(Row("search", f"--filter {side}: first hit (rare word)", t[f"{side} first"], None, "s", "<= 0.3 s", 0.3))
+        add(
+            Row(
+                "search",
+                f"--filter {side}: first hit (words in every message)",
+                t[f"{side} common first"],
+                None,
+                "s",
+                "<= 0.3 s",
+                0.3,
+            )
+        )
+        add(
+            Row(
+                "search",
+                f"--filter {side}: bytes Redis sent vs raw read",
+                moved[side][1] / 1e6,
+                moved["raw"][1] / 1e6,
+                "MB",
+                note=f"sent to Redis: {moved[side][0] / 1e3:.0f} kB vs {moved['raw'][0] / 1e3:.0f} kB",
+            )
+        )
+    scripts.sort()
+    p99 = scripts[int(len(scripts) * 0.99)] / 1000
+    add(
+        Row(
+            "search",
+            "--filter redis: one filter script in Redis, 99th percentile",
+            p99,
+            None,
+            "ms",
+            "<= 5 ms",
+            5.0,
+            f"median {median(scripts) / 1000:.2f} ms, longest {scripts[-1] / 1000:.1f} ms of {len(scripts)} calls",
+        )
+    )
+    env = cli_env(url, tmp)
+    for name, args in (
+        ("rare word, every hit, --filter here", [RARE, "--limit", "0", "--filter", "here"]),
+        ("rare word, every hit, --filter redis", [RARE, "--limit", "0", "--filter", "redis"]),
+        ("words in every message, every hit (200,000)", ["redis stream", "--limit", "0"]),
+    ):
+        rss = []
+        secs = []
+        for _ in range(1 if quick else 3):
+            elapsed, peak = run_rusage([str(BIN / "chatcli"), "search", *args], env, tmp)
+            rss.append(peak)
+            secs.append(elapsed)
+        add(
+            Row(
+                "search",
+                f"`chatcli search` peak RSS: {name}",
+                max(rss),
+                None,
+                "MB",
+                "< 150 MB",
+                150,
+                note=f"{median(secs):.2f} s as a process, output to /dev/null",
+            )
+        )
+    client.flushall()
+    client.close()
+
+
+# -- 9. follow: what publishing costs a turn, and how far behind a follower is --------------------------
 
 
 def bench_follow(quick: bool, url: str, tmp: Path) -> None:
@@ -894,7 +1195,7 @@ def bench_follow(quick: bool, url: str, tmp: Path) -> None:
     answer = words(ANSWER_CHARS, 99)
     question = words(QUESTION_CHARS, 7)
     pieces = len(split_chunks(answer))
-    print(f"6. follow: per turn with and without publishing and a follower ({pieces} pieces an answer); lag")
+    print(f"9. follow: per turn with and without publishing and a follower ({pieces} pieces an answer); lag")
     client = redis.Redis.from_url(url)
     client.flushall()
     store = SessionStore(client)
@@ -1056,6 +1357,8 @@ SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
     "listing": bench_listing,
     "export": bench_export,
     "render": bench_render,
+    "interactive": bench_interactive,
+    "search": bench_search,
     "follow": bench_follow,
 }
 

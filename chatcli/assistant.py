@@ -25,7 +25,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messag
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from pydantic import SecretStr
 
-from chatcli import exporting, reasoning
+from chatcli import exporting, opening, reasoning
+from chatcli.choice import DEFAULT_SYSTEM, choose
 from chatcli.errors import ChatcliError, ModelError
 from chatcli.live import publisher
 from chatcli.records import TurnRecord, message_id, new_turn_id, with_id
@@ -33,7 +34,6 @@ from chatcli.secrets import StreamScrubber, scrub
 from chatcli.settings import Settings, require_model_key
 from chatcli.store import Window
 
-DEFAULT_SYSTEM = "You are a helpful assistant."
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 3
 
@@ -79,12 +79,13 @@ def read_window(store: Any, session_id: str, max_tokens: int, hint: int = 0) -> 
     return store.window(session_id, first, functools.partial(budget, max_tokens), most)
 
 
-def trim(entries: Sequence[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
+def trim(entries: Sequence[dict[str, Any]], max_tokens: int, whole: bool = False) -> list[dict[str, Any]]:
     """The newest messages that fit in `max_tokens` (approximate), starting on a user message, without tool
-    results whose call is not among them (a skipped or trimmed call): OpenAI refuses those with HTTP 400."""
+    results whose call is not among them (a skipped or trimmed call): OpenAI refuses those with HTTP 400.
+    `whole`: `entries` open the conversation; when they all fit, its opening (an AI greeting) is kept."""
     kept = list(itertools.takewhile(budget(max_tokens), reversed(entries)))
     kept.reverse()
-    while kept and exporting.role(kept[0]) != "user":
+    while kept and exporting.role(kept[0]) != "user" and not (whole and len(kept) == len(entries)):
         kept.pop(0)
     calls: set[Any] = set()
     answered = []
@@ -145,12 +146,15 @@ class SessionHistory(BaseChatMessageHistory):
         self.hint = hint
         self.turn = turn
         self.window: Window | None = None
+        self.system: str | None = None  # the system prompt the list opens with (chatcli.opening)
+        self.entries: list[dict[str, Any]] = []  # the window's messages after it
         self.skipped = 0
         self.saved: bool | None = None  # None: not yet; True: in Redis; False: waiting in the spool
 
     def load(self) -> Window:
         if self.window is None:
             self.window = read_window(self.store, self.session_id, self.max_tokens, self.hint)
+            self.system, self.entries = opening.split(self.store, self.session_id, self.window)
         return self.window
 
     @property
@@ -158,7 +162,7 @@ class SessionHistory(BaseChatMessageHistory):
         window = self.load()
         messages = []
         self.skipped = window.skipped
-        for entry in trim(window.messages, self.max_tokens):
+        for entry in trim(self.entries, self.max_tokens, window.whole):
             try:  # a model's reasoning is never sent back to it
                 messages.extend(messages_from_dict([reasoning.for_model(entry)]))
             except Exception:  # what LangChain cannot read is skipped, the session goes on
@@ -201,7 +205,7 @@ class Turn:
 
     assistant: Assistant
     session_id: str
-    question: str
+    question: str | list[Any]  # text, or LangChain content blocks (attachments: chatcli.compose)
     id: str = field(default_factory=new_turn_id)
     received: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)  # what the server sent as reasoning, beside the text
@@ -239,7 +243,7 @@ class Turn:
         )
         window = history.load()
         assistant._used[self.session_id] = len(window.messages) + window.skipped
-        system = assistant.system or window.meta.get("system") or DEFAULT_SYSTEM
+        system = assistant.system or window.meta.get("system") or history.system or DEFAULT_SYSTEM
         self.model, self.temperature = assistant.choose(window.meta)
         self.first = not window.messages and not window.skipped and not window.offline
         self.meta = window.meta
@@ -252,7 +256,7 @@ class Turn:
         self.live = live = publisher(assistant.store, self.session_id, self.id, self.question, window.offline)
         try:
             stream = chain.stream(
-                {"input": self.question, "system": system},
+                {"input": [HumanMessage(content=self.question)], "system": system},
                 config={"configurable": {"session_id": self.session_id, "turn": self}},
             )
             for chunk in stream:
@@ -395,13 +399,8 @@ class Assistant:
 
     def choose(self, meta: dict[str, str]) -> tuple[str, float | None]:
         """The model and temperature of a turn in a session with this metadata."""
-        model = self.model_flag or meta.get("model") or self.new_session_model
-        temperature = self.temperature_flag
-        if temperature is None and meta.get("temperature"):
-            with contextlib.suppress(ValueError):
-                temperature = float(meta["temperature"])
-        self.model, self.temperature = model, temperature
-        return model, temperature
+        self.model, self.temperature = choose(meta, self.model_flag, self.temperature_flag, self.new_session_model)
+        return self.model, self.temperature
 
     def chain_for(self, model: str, temperature: float | None) -> Any:
         key = (model, temperature)
@@ -412,11 +411,12 @@ class Assistant:
         return self.chain
 
     def _build_chain(self, model: str, temperature: float | None) -> Any:
-        from langchain_core.runnables import ConfigurableFieldSpec
+        from langchain_core.runnables import ConfigurableFieldSpec, RunnableLambda
         from langchain_core.runnables.history import RunnableWithMessageHistory
 
-        prompt = ChatPromptTemplate.from_messages(
-            [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{input}")]
+        # "input" is the question's text (as LangChain callers pass it) or a list of messages (content blocks)
+        prompt = RunnableLambda(_input_as_messages) | ChatPromptTemplate.from_messages(
+            [("system", "{system}"), MessagesPlaceholder("history"), MessagesPlaceholder("input")]
         )
         options: dict[str, Any] = {}
         if temperature is not None:
@@ -454,8 +454,14 @@ class Assistant:
         """The model the next turn of this session will use."""
         return self.choose(self.store.get_meta(session_id))[0]
 
-    def turn(self, session_id: str, text: str) -> Turn:
-        return Turn(self, session_id, text)
+    def turn(self, session_id: str, content: str | list[Any]) -> Turn:
+        """One turn; `content` is the question's text or its content blocks (chatcli.compose.message_content)."""
+        return Turn(self, session_id, content)
+
+
+def _input_as_messages(values: dict[str, Any]) -> dict[str, Any]:
+    question = values["input"]
+    return {**values, "input": [HumanMessage(content=question)] if isinstance(question, str) else question}
 
 
 def chat_model(settings: Settings, model: str, **options: Any) -> Any:
@@ -547,7 +553,8 @@ def write_title(assistant: Assistant, turn: Turn) -> str | None:
 
     try:
         llm = assistant._chains[(turn.model, turn.temperature)][1]  # built by the turn; read, not changed
-        conversation = f"User: {turn.question[:2000]}\n\nAssistant: {turn.text[:2000]}"
+        question = exporting.text({"data": {"content": turn.question}})
+        conversation = f"User: {question[:2000]}\n\nAssistant: {turn.text[:2000]}"
         reply = llm.invoke([SystemMessage(TITLE_PROMPT), HumanMessage(conversation)])
         title = clean_title(exporting.text({"data": {"content": reply.content}}))
         if title:

@@ -54,6 +54,11 @@ roles_app = typer.Typer(
     help="Roles: named system prompts kept in Redis, shared by every machine on it.", no_args_is_help=True
 )
 app.add_typer(roles_app, name="roles")
+threads_app = typer.Typer(
+    help="LangGraph threads (langgraph-checkpoint-redis' RedisSaver) in the same Redis: list, show, export.",
+    no_args_is_help=True,
+)
+app.add_typer(threads_app, name="threads")
 
 _state = {"traceback": False}
 
@@ -111,6 +116,24 @@ RedisUrl = Annotated[
     ),
 ]
 SessionArg = Annotated[str, typer.Argument(help="Session id.", show_default=False)]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        help="Where the sessions live: chatcli (LangChain's list layout) or langchain-redis (its JSON documents).",
+    ),
+]
+
+
+def open_source(settings: Settings, source: str, spool: bool = False) -> Any:
+    """The store of `--source`: chatcli's own (open_store), or langchain-redis' documents (chatcli.lcredis)."""
+    if source == "chatcli":
+        return open_store(settings, spool=spool)
+    if source == "langchain-redis":
+        from chatcli.lcredis import open_lcredis
+
+        return open_lcredis(settings)
+    raise UsageError(f"unknown --source {source!r}: use chatcli or langchain-redis")
 
 
 def settings_for(**flags: Any) -> Settings:
@@ -214,25 +237,23 @@ def main_callback(
 # -- chat and ask -----------------------------------------------------------------------------------
 
 
-def _assistant(
-    settings: Settings,
-    store: Any,
-    model: str | None,
-    temperature: float | None,
-    system: str | None,
-    role: str | None = None,
-    variables: list[str] | None = None,
-) -> Any:
-    """The assistant for this run; with --role, its prompt (placeholders filled from --var) is the system
-    prompt, kept with the session together with the role's name."""
-    from chatcli.assistant import Assistant
-
+def role_prompt(store: Any, system: str | None, role: str | None, variables: list[str] | None) -> str | None:
+    """The system prompt of this run: --role's prompt (placeholders filled from --var), else --system."""
     if role is not None:
         from chatcli.roles import RoleBook, parse_vars
 
-        system = RoleBook(store).prompt_for(role, parse_vars(variables or []))
-    elif variables:
+        return RoleBook(store).prompt_for(role, parse_vars(variables or []))
+    if variables:
         raise UsageError("--var fills the placeholders of a role: give --role NAME too")
+    return system
+
+
+def _assistant(
+    settings: Settings, store: Any, model: str | None, temperature: float | None, system: str | None, role: str | None
+) -> Any:
+    """The assistant for this run; `system` is role_prompt's, kept with the session together with the role's name."""
+    from chatcli.assistant import Assistant
+
     return Assistant(settings, store, model=model, temperature=temperature, system=system, role=role)
 
 
@@ -258,7 +279,16 @@ def resolve_session(store: Any, session: str | None, continue_: bool, check: boo
     return new_session_id(), False
 
 
-def announce(store: Any, assistant: Any, session_id: str, resumed: bool) -> None:
+def announce(
+    store: Any,
+    settings: Settings,
+    session_id: str,
+    resumed: bool,
+    *,
+    model: str | None,
+    system: str | None,
+    role: str | None,
+) -> None:
     """The session line, and for a resumed session where you were (recap_lines)."""
     announce_session(session_id, resumed)
     if resumed:
@@ -266,7 +296,7 @@ def announce(store: Any, assistant: Any, session_id: str, resumed: bool) -> None
 
         console = stdout_console()
         console = console if console.is_terminal else stderr_console()
-        for line in recap_lines(store, session_id, assistant):
+        for line in recap_lines(store, session_id, settings, model_flag=model, system=system, role=role):
             render.print_notice(console, "  " + line)
 
 
@@ -346,28 +376,62 @@ def chat(
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
+    source: SourceOpt = "chatcli",
+    thread: Annotated[
+        str | None,
+        typer.Option("--thread", help="Continue this LangGraph thread through LangGraph (the langgraph extra)."),
+    ] = None,
 ) -> None:
     """Chat in a REPL (/help lists the commands). With stdin not a terminal, answer each line in turn.
 
     A session keeps its model, temperature, system prompt and role: --model and --temperature given for a
     session that has its own win for this run only."""
+    typeahead = _hold_typeahead()
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     check_turn_options(system, temperature, role)
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
-    session = checked_id(session) if session is not None else None
-    store = open_store(settings, spool=True)
-    session_id, resumed = resolve_session(store, session, continue_)
-    assistant = _assistant(settings, store, model, temperature, system, role, var)
-    if sys.stdin.isatty() or session is None:
-        announce(store, assistant, session_id, resumed)
-    if sys.stdin.isatty():
-        from chatcli.repl import ChatRepl
+    if thread is not None:
+        if session is not None or continue_ or role or source != "chatcli":
+            raise UsageError("--thread goes alone: not with --session, --continue, --role or --source")
+        from chatcli.graphchat import chat_thread, typed_lines
 
-        ChatRepl(settings, store, assistant, session_id, stdout_console(), stderr_console()).run()
+        if typeahead is not None:
+            typeahead.restore()  # input() reads lines: the terminal's own echo and line editing
+        lines = stdin_text() if typeahead is None else typed_lines(f"{render.sanitize(thread)}> ")
+        return chat_thread(settings, thread, lines, model=model, temperature=temperature, system=system)
+    session = checked_id(session) if session is not None else None
+    if source != "chatcli" and continue_:
+        raise UsageError("--continue finds chatcli's own sessions: give --session ID with --source")
+    store = open_source(settings, source, spool=True)
+    session_id, resumed = resolve_session(store, session, continue_)
+    system = role_prompt(store, system, role, var)
+    if sys.stdin.isatty() or session is None:
+        announce(store, settings, session_id, resumed, model=model, system=system, role=role)
+    if typeahead is not None:
+        from chatcli.repl import ChatRepl
+        from chatcli.startup import Background, LazyProxy
+
+        # the prompt comes up at once; the chain (seconds of imports) loads once it is drawn
+        loading = Background(lambda: _assistant(settings, store, model, temperature, system, role))
+        repl = ChatRepl(settings, store, LazyProxy(loading), session_id, stdout_console(), stderr_console())
+        repl.run(typeahead.take, loading.start)
         return
-    _scripted_chat(assistant, session_id)
+    _scripted_chat(_assistant(settings, store, model, temperature, system, role), session_id)
+
+
+def _hold_typeahead() -> Any:
+    """On a terminal, hold what the user types from now until the prompt is up (chatcli.startup.Typeahead)."""
+    if not sys.stdin.isatty():
+        return None
+    import atexit
+
+    from chatcli.startup import Typeahead
+
+    typeahead = Typeahead(sys.stdin.fileno())
+    atexit.register(typeahead.restore)  # start-up failed before the prompt: the terminal gets its settings back
+    return typeahead
 
 
 def _scripted_chat(assistant: Any, session_id: str) -> None:
@@ -412,21 +476,30 @@ def ask(
     redis_url: RedisUrl = None,
     ttl: Ttl = None,
     reasoning: ShowReasoning = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file", "-f", help="Attach a text file or a png, jpeg, gif or webp image (repeatable; - is stdin)."
+        ),
+    ] = None,
 ) -> None:
     """Ask one question and print the answer (echo text | chatcli ask works too)."""
+    from chatcli.compose import attachment, message_content
+
     if session is not None and continue_:
         raise UsageError("--session and --continue exclude each other")
     check_turn_options(system, temperature, role)
-    piped = "" if sys.stdin.isatty() else stdin_text().read()
+    attached = [attachment(path) for path in files or []]  # `-f -` reads stdin, which is then not appended
+    piped = "" if sys.stdin.isatty() or "-" in (files or []) else stdin_text().read()
     text = "\n\n".join(part for part in (utf8_text("the question", question or ""), piped.strip("\n")) if part.strip())
-    if not text:
+    if not text and not attached:
         raise UsageError("nothing to ask: give a question, or pipe text on stdin")
     settings = settings_for(model=model, base_url=base_url, redis_url=redis_url, ttl=ttl, show_reasoning=reasoning)
     require_model_key(settings)
     session = checked_id(session) if session is not None else None
     store = open_store(settings, spool=True)
     session_id, _exists = resolve_session(store, session, continue_, check=False)
-    assistant = _assistant(settings, store, model, temperature, system, role, var)
+    assistant = _assistant(settings, store, model, temperature, role_prompt(store, system, role, var), role)
     if session is None:
         announce_session(session_id, resumed=continue_)
     from chatcli.assistant import title_job
@@ -434,7 +507,7 @@ def ask(
     from chatcli.notices import tell_answering
 
     tell_answering(store, session_id, _notice)
-    turn = show_turn(assistant.turn(session_id, text), stdout_console(), stderr_console())
+    turn = show_turn(assistant.turn(session_id, message_content(text, attached)), stdout_console(), stderr_console())
     if turn.status == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     finish_titles([title_job(assistant, turn)], settings)
@@ -462,6 +535,52 @@ def follow(
     following.follow(store, session_id, sink)
 
 
+# -- search -----------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[
+        str,
+        typer.Argument(help='Words (every one must occur, in any case) and/or a "quoted phrase".', show_default=False),
+    ],
+    session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only sessions active since: 12h, 30d, 2w, or a date (2026-11-01).")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Only user or only assistant messages.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Stop after N hits (0: every hit).")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"query", "hits": [...], "stats"} as JSON, hit by hit.')
+    ] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Also search sessions other programs wrote (not in the index).")
+    ] = False,
+    where: Annotated[
+        str, typer.Option("--filter", help="Filter messages here, in Redis (Lua: fewer bytes moved), or auto.")
+    ] = "auto",
+    redis_url: RedisUrl = None,
+) -> None:
+    """Search every session, newest activity first, each newest message first; `chatcli chat -s ID` continues
+    a session found."""
+    from chatcli import search as searching
+    from chatcli.matching import parse_query, parse_since
+
+    parsed = parse_query(utf8_text("the query", query))
+    cutoff = parse_since(since) if since is not None else None
+    if where not in ("auto", *searching.SIDES):
+        raise UsageError(f"--filter must be auto, here or redis, got {where!r}")
+    if role is not None and role not in searching.ROLES:
+        raise UsageError(f"--role must be user or assistant, got {role!r}")
+    session = checked_id(session) if session is not None else None
+    settings = settings_for(redis_url=redis_url)
+    side = searching.auto_side(settings.redis_url) if where == "auto" else where
+    store = open_store(settings)
+    found = searching.Search(store, parsed, role=role, since=cutoff, session=session, include_unindexed=all_, side=side)
+    searching.show(found, limit, stdout_console(), stderr_console(), as_json=as_json)
+
+
 # -- history ----------------------------------------------------------------------------------------
 
 
@@ -478,11 +597,12 @@ def history_show(
     last: Annotated[int | None, typer.Option("--last", "-n", min=1, help="Only the last N messages.")] = None,
     redis_url: RedisUrl = None,
     reasoning: ShowReasoning = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """Show a session's conversation, oldest first."""
     checked_id(session_id)
     settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
-    store = open_store(settings)
+    store = open_source(settings, source)
     store.require(session_id)
     skipped = [0]
     if last is not None:
@@ -508,27 +628,36 @@ def history_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
     redis_url: RedisUrl = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """Export a session (oldest first) as json, jsonl or markdown."""
+    check_export_target(fmt, output, force)
+    checked_id(session_id)
+    store = open_source(settings_for(redis_url=redis_url), source)
+    store.require(session_id)
+    skipped = [0]
+    header = exporting.session_header(session_id, store.get_meta(session_id))
+    write_export(session_id, store.iter_messages(session_id, skipped=skipped), header, fmt, output)
+    _skipped_notice(skipped[0])
+
+
+def check_export_target(fmt: str, output: Path | None, force: bool) -> None:
     if fmt not in exporting.FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(exporting.FORMATS)}")
-    checked_id(session_id)
     if output is not None and output.is_dir():
         raise UsageError(f"{output} is a directory: give a file name")
     if output is not None and output.exists() and not force:
         raise UsageError(f"{output} exists: pass --force to replace it")
-    store = open_store(settings_for(redis_url=redis_url))
-    store.require(session_id)
-    skipped = [0]
-    header = exporting.session_header(session_id, store.get_meta(session_id))
-    entries = store.iter_messages(session_id, skipped=skipped)
+
+
+def write_export(name: str, entries: Any, header: dict[str, Any], fmt: str, output: Path | None) -> None:
+    """Stdout, or OUTPUT written atomically (and a notice of how many messages went there)."""
     writer = exporting.WRITERS[fmt]
     if output is None:
-        writer(sys.stdout, session_id, entries, header)
+        writer(sys.stdout, name, entries, header)
     else:
-        count = write_atomically(output, lambda out: writer(out, session_id, entries, header))
+        count = write_atomically(output, lambda out: writer(out, name, entries, header))
         render.print_notice(stderr_console(), f"wrote {count} messages to {output}")
-    _skipped_notice(skipped[0])
 
 
 @history_app.command("import")
@@ -572,6 +701,75 @@ def history_import(
     render.print_notice(stderr_console(), done)
 
 
+# -- LangGraph threads (chatcli.threads) --------------------------------------------------------------
+
+
+def open_threads(redis_url: str | None) -> Any:
+    from chatcli import redis_server
+    from chatcli.threads import ThreadStore
+
+    conn = redis_server.connect(settings_for(redis_url=redis_url))
+    return ThreadStore(conn.client, conn.where)
+
+
+@threads_app.command("list")
+@handle_errors
+def threads_list(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"threads": [...]} as JSON.')] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """List LangGraph threads (id, messages, last activity), most recently active first."""
+    rows = open_threads(redis_url).list_threads()
+    if as_json:
+        threads = [
+            {"id": r.id, "messages": r.messages, "updated": render.iso(r.updated), "title": r.title} for r in rows
+        ]
+        sys.stdout.write(json.dumps({"threads": threads}, ensure_ascii=False, indent=2) + "\n")
+    elif rows:
+        render.print_sessions(stdout_console(), rows)
+    else:
+        render.print_notice(stderr_console(), "no LangGraph threads in this Redis")
+
+
+@threads_app.command("show")
+@handle_errors
+def threads_show(
+    thread_id: Annotated[str, typer.Argument(help="Thread id.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"session", "header", "messages"} as JSON.')] = False,
+    redis_url: RedisUrl = None,
+    reasoning: ShowReasoning = None,
+) -> None:
+    """Show a LangGraph thread's messages (its newest checkpoint), oldest first."""
+    from chatcli.threads import export_header
+
+    settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
+    thread = open_threads(redis_url).get(thread_id)
+    entries = thread.messages()
+    if as_json:
+        exporting.write_json(sys.stdout, thread.id, entries, export_header(thread))
+    else:
+        render.print_messages(stdout_console(), entries, show_reasoning=settings.show_reasoning)
+    _skipped_notice(thread.skipped)
+
+
+@threads_app.command("export")
+@handle_errors
+def threads_export(
+    thread_id: Annotated[str, typer.Argument(help="Thread id.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json, jsonl or markdown.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Export a LangGraph thread (oldest first) as json, jsonl or markdown: `history import` reads the json."""
+    from chatcli.threads import export_header
+
+    check_export_target(fmt, output, force)
+    thread = open_threads(redis_url).get(thread_id)
+    write_export(thread.id, thread.messages(), export_header(thread), fmt, output)
+    _skipped_notice(thread.skipped)
+
+
 # -- sessions ---------------------------------------------------------------------------------------
 
 
@@ -586,18 +784,31 @@ def sessions_list(
         typer.Option("--all", "-a", help="Also find sessions other programs wrote (SCAN), marked unindexed."),
     ] = False,
     redis_url: RedisUrl = None,
+    source: SourceOpt = "chatcli",
 ) -> None:
     """List sessions, most recently active first."""
+    if source != "chatcli":
+        if cursor is not None or all_:
+            raise UsageError("--cursor and --all are for chatcli's own sessions, not --source " + source)
+        rows = open_source(settings_for(redis_url=redis_url), source).list_sessions(limit)
+        return print_session_rows(rows, None, as_json, all_)
     offset = 0
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
             raise UsageError(f"invalid --cursor {cursor!r}: pass the next_cursor of a previous page")
         offset = int(cursor)
     catalog = open_catalog(settings_for(redis_url=redis_url))
+    unscanned = offset == 0 and not all_ and catalog.notice_unindexed() is None  # sessions other programs wrote
     rows, next_offset = catalog.list_sessions(limit=limit, offset=offset)
+    if unscanned:
+        render.print_notice(stderr_console(), "a large database: `--all` also finds sessions other programs wrote")
     if all_ and next_offset is None:  # unindexed sessions come after the last page of the index
         rows += catalog.unindexed_sessions()
     next_cursor = str(next_offset) if next_offset is not None else None
+    print_session_rows(rows, next_cursor, as_json, all_)
+
+
+def print_session_rows(rows: list[Any], next_cursor: str | None, as_json: bool, all_: bool) -> None:
     if as_json:
         payload = {
             "sessions": [
@@ -1058,6 +1269,7 @@ def server_status() -> None:
             f"pid:             {status.pid or 'unknown'}",
             f"problem:         {status.not_answering}; `chatcli server stop` ends it",
         ]
+    lines.append(f"ask worker:      {_worker_state(settings)}")
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if status.not_answering:
@@ -1066,13 +1278,31 @@ def server_status() -> None:
         raise typer.Exit(int(ExitCode.ERROR) if status.binary is None else 0)
 
 
+def _worker_state(settings: Settings) -> str:
+    from chatcli.worker import STATUS, query
+
+    if not settings.worker:
+        return "off (CHATCLI_WORKER=0)"
+    workers = query(settings.home, STATUS)
+    if not workers:
+        return "not running (the next `ask` starts one)"
+    return "; ".join(
+        f"running (pid {w.get('pid')}, {w.get('served')} command{'s' if w.get('served') != 1 else ''} "
+        f"since {render.short_time(w.get('since'))})"
+        for w in workers
+    )
+
+
 @server_app.command("stop")
 @handle_errors
 def server_stop() -> None:
     """Stop the embedded redis-server, answering or not (its data stays on disk; the next command starts it)."""
     from chatcli import redis_server
+    from chatcli.worker import stop_workers
 
     settings = settings_for()
+    if stop_workers(settings.home):
+        render.print_notice(stderr_console(), "ask worker stopped")
     if redis_server.stop_embedded(settings.home):
         render.print_notice(stderr_console(), "embedded server stopped")
     else:

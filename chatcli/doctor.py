@@ -202,6 +202,7 @@ def storage_problem(client: Any, prefix: str) -> str | None:
         ("ZCARD", ikey), ("ZRANGE", ikey, 0, 0), ("ZREVRANGE", ikey, 0, 0), ("ZRANGEBYSCORE", ikey, "-inf", "(0"),
         ("LREM", lkey, 1, entry), ("TYPE", lkey), ("SISMEMBER", tkey, "t"), ("SADD", tkey, "t"), ("SMEMBERS", tkey),
         ("SREM", tkey, "t"), ("EXPIRE", tkey, PROBE_TTL), ("EVAL", "return 1", 1, lkey), ("EVALSHA", "0" * 40, 1, lkey),
+        ("HDEL", mkey, "ttl"), ("PERSIST", tkey), ("DBSIZE",),  # a TTL policy dropped; `sessions list` adopting
         ("ZREM", ikey, session), ("DEL", lkey), ("DEL", mkey), ("DEL", tkey),  # the clean-up, last
     ]  # fmt: skip
     cleaned = False
@@ -219,7 +220,7 @@ def storage_problem(client: Any, prefix: str) -> str | None:
         cleaned = True
         for call, result in zip(calls, results, strict=True):
             if isinstance(result, Exception):
-                refused(call[0], next(arg for arg in call if arg in shown), result)
+                refused(call[0], next((arg for arg in call if arg in shown), None), result)
         try:
             client.scan(match=glob_escape(lkey), count=10, _type="list")  # `sessions list --all`
         except redis.RedisError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chatcli.errors import ChatcliError, NotFoundError, UsageError
+from chatcli.errors import ChatcliError, NotFoundError, StorageError, UsageError
 
 
 def write_atomically(path: Path, write: Callable[[Any], int]) -> int:
@@ -56,4 +57,38 @@ def private_dir(path: Path) -> Path:
         with contextlib.suppress(FileExistsError):
             directory.mkdir(mode=0o700)
         os.chmod(directory, 0o700)
+    return path
+
+
+def short_socket_dir() -> Path:
+    """`$TMPDIR/chatcli-<uid>`, created 0700; StorageError when it exists and is not the user's alone.
+
+    Whoever can write to that directory can put a socket of theirs in it and read every turn sent to it."""
+    path = Path(tempfile.gettempdir()) / f"chatcli-{os.getuid()}"
+    old_umask = os.umask(0o077)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"cannot create the socket directory {path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
+    info = os.lstat(path)
+    problem = None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "it is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "it is not a directory"
+    elif info.st_uid != os.getuid():
+        problem = f"it belongs to uid {info.st_uid}, not to you"
+    elif info.st_mode & 0o022:
+        problem = f"others can write to it (mode {stat.S_IMODE(info.st_mode):04o})"
+    if problem:
+        raise StorageError(
+            f"the embedded server's socket directory {path} is not safe to use ({problem}): remove it, "
+            "or set CHATCLI_HOME to a shorter path so the socket lives under it"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # the user's own: only read/search bits for others, taken away
     return path

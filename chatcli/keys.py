@@ -4,7 +4,8 @@ Compatible with langchain_community's RedisChatMessageHistory:
   <prefix><id>                      list, newest first (LPUSH), each element json.dumps(message_to_dict(m))
 What chatcli adds (never required to read a session):
   chatcli:meta:{<prefix><id>}       hash: created, updated, title, title_by (user | model), system, role, model,
-                                    temperature, input_tokens, output_tokens
+                                    temperature, input_tokens, output_tokens, ttl (the TTL every turn
+                                    refreshes the session to: --ttl, or the length of the list's own)
   chatcli:turns:{<prefix><id>}      set of the turn ids stored in the list: a turn is written once
   chatcli:index:{<prefix>}          sorted set of session ids scored by last activity (epoch seconds)
   chatcli:roles:{<prefix>}          hash: role name -> its system prompt (shared by every machine on this Redis)

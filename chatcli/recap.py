@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatcli import exporting
+from chatcli import exporting, opening
+from chatcli.choice import DEFAULT_SYSTEM, choose
 from chatcli.errors import StorageError
 
 WIDTH = 72
@@ -23,23 +24,24 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def recap_lines(store: Any, session_id: str, assistant: Any) -> list[str]:
-    """The lines to show for a resumed session; none when Redis does not answer (the store says so)."""
-    from chatcli.assistant import DEFAULT_SYSTEM
-
+def recap_lines(
+    store: Any, session_id: str, settings: Any, *, model_flag: str | None, system: str | None, role: str | None
+) -> list[str]:
+    """The lines to show for a resumed session; none when Redis does not answer (the store says so). The flags
+    are this run's (--model, the --system or --role prompt, --role)."""
     try:
         window = store.window(session_id, 2)
         count = store.count(session_id)
     except StorageError:
         return []
     meta = window.meta
-    model = assistant.choose(meta)[0]
-    flag = " (--model, for this run)" if assistant.model_flag and meta.get("model") not in (None, model) else ""
+    model = choose(meta, model_flag, None, settings.model)[0]
+    flag = " (--model, for this run)" if model_flag and meta.get("model") not in (None, model) else ""
     lines = [f"{count} message{'s' if count != 1 else ''}, model {model}{flag}"]
     if meta.get("title"):
         lines.append(f"title: {short(meta['title'])}")
-    system = assistant.system or meta.get("system")
-    role = assistant.role or meta.get("role")
+    system = system or meta.get("system") or opening.split(store, session_id, window)[0]
+    role = role or meta.get("role")
     shown = short(first_line(system)) if system else f"{DEFAULT_SYSTEM} (the default)"
     lines.append(f"system: {shown}" + (f"  [role {role}]" if role else ""))
     for entry in window.messages[-2:]:

@@ -20,9 +20,7 @@ import shutil
 import signal
 import socket
 import ssl
-import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from chatcli.errors import StorageError, StorageUnavailable, UsageError
-from chatcli.files import private_dir
+from chatcli.files import private_dir, short_socket_dir
 from chatcli.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 1.0  # seconds; an unreachable Redis must fail well inside 2 s
@@ -343,40 +341,6 @@ def socket_path(home: Path) -> Path:
         return preferred
     digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
     return short_socket_dir() / f"{digest}.sock"
-
-
-def short_socket_dir() -> Path:
-    """`$TMPDIR/chatcli-<uid>`, created 0700; StorageError when it exists and is not the user's alone.
-
-    Whoever can write to that directory can put a socket of theirs in it and read every turn sent to it."""
-    path = Path(tempfile.gettempdir()) / f"chatcli-{os.getuid()}"
-    old_umask = os.umask(0o077)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise StorageError(f"cannot create the socket directory {path}: {exc.strerror or exc}") from None
-    finally:
-        os.umask(old_umask)
-    info = os.lstat(path)
-    problem = None
-    if stat.S_ISLNK(info.st_mode):
-        problem = "it is a symbolic link"
-    elif not stat.S_ISDIR(info.st_mode):
-        problem = "it is not a directory"
-    elif info.st_uid != os.getuid():
-        problem = f"it belongs to uid {info.st_uid}, not to you"
-    elif info.st_mode & 0o022:
-        problem = f"others can write to it (mode {stat.S_IMODE(info.st_mode):04o})"
-    if problem:
-        raise StorageError(
-            f"the embedded server's socket directory {path} is not safe to use ({problem}): remove it, "
-            "or set CHATCLI_HOME to a shorter path so the socket lives under it"
-        )
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)  # the user's own: only read/search bits for others, taken away
-    return path
 
 
 def _private_dir(path: Path) -> None:

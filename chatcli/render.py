@@ -211,6 +211,66 @@ def print_sessions(console: Console, rows: Iterable[Any]) -> None:
     console.print(table)
 
 
+MATCH_STYLE = "bold reverse"
+
+
+def print_hit(console: Console, hit: Any) -> None:
+    """One search hit. On a terminal: the session id, when it was last active, the role and the message's
+    number, then the snippet with every match highlighted; the text sanitised piece by piece, so the highlight
+    stays where the match is. Elsewhere one tab-separated row: id, last activity (ISO-8601 UTC), role,
+    message number, snippet (sanitised too: rows stay rows)."""
+    snippet = hit.snippet
+    if not console.is_terminal:
+        fields = [hit.session, iso(hit.updated) or "", hit.role, str(hit.position), snippet.text]
+        console.file.write("\t".join(_one_line(field) for field in fields) + "\n")
+        console.file.flush()
+        return
+    head = Text(sanitize(hit.session), style="bold")
+    when = short_time(hit.updated) or ("unindexed" if not hit.indexed else "")
+    head.append(f"  {when + ' · ' if when else ''}{hit.role} #{hit.position}", style="dim")
+    body = Text("  ")
+    at = 0
+    for start, end in snippet.spans:
+        body.append(sanitize(snippet.text[at:start]))
+        body.append(sanitize(snippet.text[start:end]), style=MATCH_STYLE)
+        at = end
+    body.append(sanitize(snippet.text[at:]))
+    console.print(head, soft_wrap=True)
+    console.print(body, soft_wrap=False, overflow="fold")
+
+
+class ProgressLine:
+    """A line on stderr about a long task, once it has run `after` seconds: on a terminal one line redrawn in
+    place (`clear` takes it away before other output), elsewhere a line every `every` seconds."""
+
+    def __init__(self, console: Console, after: float = 1.0, every: float = 5.0):
+        self.console = console
+        self.after = after
+        self.every = every
+        self.started = time.monotonic()
+        self.shown = False
+        self.last = 0.0
+
+    def update(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self.started < self.after:
+            return
+        line = sanitize(text)
+        if self.console.is_terminal:
+            self.console.file.write("\r\x1b[2K" + line[: max(1, self.console.width - 1)])
+            self.console.file.flush()
+            self.shown = True
+        elif now - self.last >= self.every:
+            self.console.print(Text(line, style="dim"), soft_wrap=True)
+            self.last = now
+
+    def clear(self) -> None:
+        if self.shown:
+            self.console.file.write("\r\x1b[2K")
+            self.console.file.flush()
+            self.shown = False
+
+
 def print_checks(console: Console, checks: Iterable[Any]) -> None:
     """`chatcli doctor`: one line per check, "ok" or "FAIL", the name, the detail."""
     for check in checks:

@@ -6,6 +6,7 @@ terminal; `make_reader` builds the prompt-toolkit one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,13 +28,20 @@ class Command:
 
 
 def make_reader(
-    history_file: Path, prompt: Callable[[], str], command_names: Callable[[], list[str]]
+    history_file: Path,
+    prompt: Callable[[], str],
+    command_names: Callable[[], list[str]],
+    draft: Callable[[], str] = str,
+    drawn: Callable[[], None] = lambda: None,
 ) -> Callable[[], str]:
     """A prompt-toolkit line reader: persistent input history, Ctrl-R search, suggestions from history,
-    Esc+Enter for a newline (pasted text keeps its newlines), Tab completion of slash commands."""
+    Esc+Enter for a newline (pasted text keeps its newlines), Tab completion of slash commands, Ctrl-X Ctrl-E
+    to edit the line in $VISUAL or $EDITOR. `draft()` is the text each prompt starts with; `drawn()` is called
+    each time the prompt has been drawn."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-    from prompt_toolkit.completion import Completer, Completion
+    from prompt_toolkit.completion import Completer, Completion, PathCompleter
+    from prompt_toolkit.document import Document
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
 
@@ -41,10 +49,14 @@ def make_reader(
     if not history_file.exists():
         os.close(os.open(history_file, os.O_WRONLY | os.O_CREAT, 0o600))
 
+    paths = PathCompleter(expanduser=True)
+
     class SlashCompleter(Completer):
         def get_completions(self, document: Any, complete_event: Any) -> Any:
             text = document.text_before_cursor
-            if text.startswith("/") and " " not in text:
+            if text.startswith("/attach "):  # the rest is a path
+                yield from paths.get_completions(Document(text.removeprefix("/attach ")), complete_event)
+            elif text.startswith("/") and " " not in text:
                 for name in command_names():
                     if name.startswith(text[1:]):
                         yield Completion("/" + name, start_position=-len(text))
@@ -69,10 +81,12 @@ def make_reader(
         complete_while_typing=False,
         key_bindings=bindings,
         enable_history_search=False,
+        enable_open_in_editor=True,
     )
+    session.app.after_render += lambda _app: drawn()
 
     def read() -> str:
-        return session.prompt(prompt)
+        return session.prompt(prompt, default=draft())
 
     return read
 
@@ -149,6 +163,7 @@ class ChatRepl:
         self.own_turns: list[str] = []  # ids of the turns this REPL saved in this session, oldest first
         self.titles: list[Any] = []  # threads writing a title (CHATCLI_AUTO_TITLE)
         self.news = Notices(store, session_id)  # other clients' turns and answers (chatcli.notices)
+        self.attachments: list[dict[str, Any]] = []  # content blocks that go with the next message (/attach)
         self.commands = {
             c.name: c
             for c in [
@@ -158,6 +173,11 @@ class ChatRepl:
                 Command("clear", "", "delete every message of this session (asks first)", self.cmd_clear),
                 Command("undo", "", "remove your last question and its answer", self.cmd_undo),
                 Command("retry", "", "ask your last question again, replacing its answer", self.cmd_retry),
+                Command("attach", "[PATH]", "attach a file to your next message (no PATH: list them)", self.cmd_attach),
+                Command(
+                    "copy", "[code [N]]", "copy the last answer, or its Nth code block, to the clipboard", self.cmd_copy
+                ),
+                Command("edit", "[TEXT]", "send TEXT, else your last question, edited in $EDITOR", self.cmd_edit),
                 Command("system", "[TEXT]", "show or set this session's system prompt", self.cmd_system),
                 Command("model", "[NAME]", "show or set this session's model (kept with it)", self.cmd_model),
                 Command("title", "[TEXT]", "show or set this session's title", self.cmd_title),
@@ -166,17 +186,23 @@ class ChatRepl:
                 Command("export", "FILE", "write this session to FILE (.md, .jsonl, else json)", self.cmd_export),
                 Command("tokens", "", "token usage of this session", self.cmd_tokens),
                 Command("follow", "", "watch other clients' turns and answers here, until Ctrl-C", self.cmd_follow),
+                Command("search", "QUERY", 'search every session: words, or a "phrase"', self.cmd_search),
             ]
         }
 
     # -- the loop ------------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, typeahead: Callable[[], str] = str, drawn: Callable[[], None] = lambda: None) -> None:
+        """`typeahead()`: what was typed before the prompt came up, the first prompt's draft; `drawn()`: called
+        when a prompt has been drawn (the chain starts loading then)."""
         from chatcli import render
 
+        drafts = [typeahead]
         read = make_reader(
             self.settings.home / "input_history",
             lambda: f"{render.sanitize(self.session_id)}> ",
             lambda: sorted(self.commands),
+            lambda: drafts.pop()() if drafts else "",
+            drawn,
         )
         render.print_notice(self.err, "type /help for commands, Ctrl-D to leave")
         self.news.start()
@@ -191,14 +217,26 @@ class ChatRepl:
 
         render.print_notice(self.err, message)
 
-    def send(self, text: str) -> Any:
+    def send(self, text: str | list[Any]) -> Any:
+        """Send a message (text, or content blocks), with what /attach attached, and show the answer."""
         from chatcli import render
-        from chatcli.assistant import title_job
-        from chatcli.conversation import show_turn
+        from chatcli.compose import message_content
         from chatcli.errors import ChatcliError
+        from chatcli.startup import loading
 
         self.news.tell(self.say)
-        turn = self.assistant.turn(self.session_id, text)
+        content = message_content(text, self.attachments) if isinstance(text, str) else text
+        waiting = loading(self.assistant) and self.err.is_terminal
+        status = self.err.status("loading the model client (Ctrl-C cancels this message)") if waiting else None
+        try:  # Ctrl-C while the chain (or what shows a turn) is still loading: this message is not sent
+            with status or contextlib.nullcontext():  # a spinner, gone once the chain is there
+                from chatcli.conversation import show_turn
+
+                turn = self.assistant.turn(self.session_id, content)
+        except KeyboardInterrupt:
+            self.say("(interrupted: nothing sent)")
+            return None
+        self.attachments = []
         try:
             shown = show_turn(turn, self.console, self.err)
         except ChatcliError as exc:  # one bad turn never ends the REPL (render scrubs secrets from it)
@@ -208,6 +246,8 @@ class ChatRepl:
             if turn.saved:
                 self.own_turns.append(turn.id)
                 self.news.own(turn.id)
+        from chatcli.assistant import title_job
+
         job = title_job(self.assistant, turn)
         if job is not None:
             self.titles.append(job)
@@ -219,6 +259,7 @@ class ChatRepl:
             self.say(f"/{c.name} {c.args}".ljust(18) + c.help)
         self.say("//text sends /text; exit or quit alone leaves too")
         self.say("Esc+Enter inserts a newline; Ctrl-R searches input history; Ctrl-C stops an answer")
+        self.say("Ctrl-X Ctrl-E edits the line in $VISUAL or $EDITOR and sends it")
 
     def cmd_history(self, arg: str) -> None:
         from chatcli import render
@@ -267,7 +308,6 @@ class ChatRepl:
         self.say("removed your last question and its answer" if removed else "(nothing of yours to undo)")
 
     def cmd_retry(self, _arg: str) -> None:
-        from chatcli import exporting
         from chatcli.records import TurnRecord, turn_of
 
         removed = self._take_back()
@@ -275,16 +315,69 @@ class ChatRepl:
             self.say("(nothing of yours to retry)")
             return
         before = len(self.own_turns)
-        self.send(exporting.text(removed.entries[0]))
+        self.send(removed.entries[0].get("data", {}).get("content", ""))  # attachments too
         if len(self.own_turns) == before:  # nothing new was saved: put the old exchange back
             turn_id = turn_of(removed.entries[0].get("data", {}).get("id")) or ""
             self.store.append_turn(TurnRecord(self.session_id, removed.entries, turn_id))
             self.own_turns.append(turn_id)
             self.say("(the previous answer was kept)")
 
+    def cmd_attach(self, arg: str) -> None:
+        from chatcli.compose import attachment, describe
+
+        if arg:
+            self.attachments.append(attachment(arg))
+        names = ", ".join(describe(block) for block in self.attachments)
+        self.say(f"attached to your next message: {names}" if names else "(nothing attached; usage: /attach PATH)")
+
+    def cmd_copy(self, arg: str) -> None:
+        from chatcli import clipboard, exporting, reasoning
+        from chatcli.errors import UsageError
+
+        what, _, number = arg.partition(" ")
+        if what not in ("", "code") or (number and not (number.isascii() and number.isdigit() and int(number))):
+            raise UsageError("usage: /copy, or /copy code [N] for the Nth code block (N from 1)")
+        answers = [m for m in self.store.window(self.session_id, 50).messages if exporting.role(m) == "assistant"]
+        if not answers:
+            self.say("(no answer to copy yet)")
+            return
+        text = reasoning.split_think(exporting.text(answers[-1]))[1].strip("\n")
+        label = "the last answer"
+        if what == "code":
+            blocks, n = clipboard.code_blocks(text), int(number or 1)
+            if n > len(blocks):
+                self.say(f"(the last answer has {len(blocks)} code blocks)")
+                return
+            text, label = blocks[n - 1].removesuffix("\n"), f"code block {n} of the last answer"
+        out = self.console.file
+        reason = clipboard.why_not(out)
+        if reason is not None:
+            self.say(f"cannot copy: {reason}; /export writes the session to a file")
+            return
+        out.write(clipboard.osc52(text))
+        out.flush()
+        self.say(f"copied {label} ({len(text)} characters) to the clipboard (OSC 52)")
+
+    def cmd_edit(self, arg: str) -> None:
+        from chatcli import exporting
+        from chatcli.compose import edit_text
+
+        if not arg:
+            questions = [m for m in self.store.window(self.session_id, 50).messages if exporting.role(m) == "user"]
+            arg = exporting.text(questions[-1]) if questions else ""
+        text = edit_text(arg)
+        if text.strip():
+            self.send(text)
+        else:
+            self.say("(empty: nothing sent)")
+
     def cmd_system(self, arg: str) -> None:
         if not arg:
             current = self.assistant.system or self.store.get_meta(self.session_id).get("system")
+            if not current:  # the system message a LangChain app's list opens with
+                from chatcli.opening import stored_system
+
+                current = stored_system(self.store, self.session_id)
             self.say(f"system prompt: {current}" if current else "(default system prompt)")
             return
         self.assistant.system, self.assistant.role = arg, None
@@ -371,3 +464,8 @@ class ChatRepl:
         except KeyboardInterrupt:
             self.say("(stopped following)")
         self.news.start()  # what /follow showed is known
+
+    def cmd_search(self, arg: str) -> None:
+        from chatcli import search
+
+        search.repl_search(self.store, arg, self.console, self.err, search.auto_side(self.settings.redis_url))

@@ -45,6 +45,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
     "show_reasoning": (("CHATCLI_SHOW_REASONING",), "show_reasoning"),
     "api": (("CHATCLI_API",), "api"),
     "auto_title": (("CHATCLI_AUTO_TITLE",), "auto_title"),
+    "worker": (("CHATCLI_WORKER",), "worker"),
 }
 API_CHOICES = ("chat", "responses", "auto")
 
@@ -65,6 +66,7 @@ class Settings:
     # None: "chat" for a custom base URL (most OpenAI-compatible servers have no /responses), else "auto"
     api: str | None = None
     auto_title: bool = False  # the model writes a short title after a session's first answer
+    worker: bool = True  # `ask` runs in a warm worker process (chatcli.worker), started on demand
     # setting name -> "flag" | "env:NAME" | ".env:NAME" | "config.toml" | "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -257,6 +259,7 @@ _CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "show_reasoning": _boolean,
     "api": _choice(API_CHOICES),
     "auto_title": _boolean,
+    "worker": _boolean,
 }
 # Settings whose empty value in the environment or .env is refused, not read as "unset": an empty key prefix
 # is a dangerous value, not the absence of one.

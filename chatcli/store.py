@@ -41,6 +41,14 @@ if turn ~= '' and redis.call('SISMEMBER', KEYS[3], turn) == 1 then
   return 0
 end
 local now, ttl = ARGV[2], tonumber(ARGV[3])
+-- The TTL policy, read before LPUSH (which creates a missing list without one): ARGV's (--ttl, CHATCLI_TTL),
+-- else the list's own (another program's, LangChain's ttl=...): its length is kept in the metadata as the
+-- longest seen, and every turn refreshes the session to it. A list that exists without a TTL lives forever.
+local live = redis.call('PTTL', KEYS[1])
+local kept = tonumber(redis.call('HGET', KEYS[2], 'ttl'))
+if ttl == 0 and live ~= -1 then
+  ttl = math.max(kept or 0, live > 0 and math.ceil(live / 1000) or 0)
+end
 local i = 5
 local meta = {'updated', now}
 for _ = 1, tonumber(ARGV[i]) do
@@ -57,18 +65,26 @@ for _ = 1, tonumber(ARGV[i]) do
   defaults[#defaults + 1] = {ARGV[i + 1], ARGV[i + 2]}; i = i + 2
 end
 i = i + 1
+-- only a turn that adds messages keeps its id: turn ids without a list then mean the list is gone (expired,
+-- deleted by another program) and what is left of the session is a ghost (chatcli.catalog.is_ghost); a
+-- metadata change sent twice sets the same fields twice
+local pushes = i <= #ARGV
 while i <= #ARGV do
   local last = math.min(i + 99, #ARGV)
   redis.call('LPUSH', KEYS[1], unpack(ARGV, i, last))
   i = last + 1
 end
-if turn ~= '' then redis.call('SADD', KEYS[3], turn) end
+if turn ~= '' and pushes then redis.call('SADD', KEYS[3], turn) end
 redis.call('HSETNX', KEYS[2], 'created', now)
 redis.call('HSET', KEYS[2], unpack(meta))
 for _, c in ipairs(counters) do redis.call('HINCRBY', KEYS[2], c[1], c[2]) end
 for _, d in ipairs(defaults) do redis.call('HSETNX', KEYS[2], d[1], d[2]) end
 if ttl > 0 then
+  if ttl ~= kept then redis.call('HSET', KEYS[2], 'ttl', ttl) end
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
+elseif kept then  -- another program made the list persistent: so is the rest of the session
+  redis.call('HDEL', KEYS[2], 'ttl')
+  redis.call('PERSIST', KEYS[2]); redis.call('PERSIST', KEYS[3])
 end
 if KEYS[4] then redis.call('ZADD', KEYS[4], now, ARGV[4]) end
 return 1
@@ -91,6 +107,8 @@ class Window:
     meta: dict[str, str]
     skipped: int = 0
     offline: bool = False  # Redis did not answer: these are the messages this process and the spool know
+    whole: bool = False  # `messages` go back to the list's oldest element: nothing older was left out
+    oldest: dict[str, Any] | None = None  # the list's oldest message (a LangChain app's system message, say)
 
 
 @dataclass
@@ -179,10 +197,13 @@ class SessionStore:
         key, meta_key = self.keys.session(session_id), self.keys.meta(session_id)
 
         def read(count: int) -> Window:
-            raw_items, raw_meta = self.pipeline_execute(lambda p: (p.lrange(key, 0, count - 1), p.hgetall(meta_key)))
+            raw_items, raw_meta, length, raw_oldest = self.pipeline_execute(
+                lambda p: (p.lrange(key, 0, count - 1), p.hgetall(meta_key), p.llen(key), p.lindex(key, -1))
+            )
+            oldest = exporting.parse_entry(raw_oldest) if raw_oldest is not None else None
             if budget is None:
                 messages, skipped = parse_entries(reversed(raw_items))
-                return Window(messages, decode_hash(raw_meta), skipped)
+                return Window(messages, decode_hash(raw_meta), skipped, whole=len(raw_items) == length, oldest=oldest)
             fits = budget()
             messages, skipped, full = [], 0, False
             for raw in raw_items:  # newest first
@@ -197,7 +218,8 @@ class SessionStore:
             if not full and len(raw_items) == count < most:
                 return read(most)
             messages.reverse()
-            return Window(messages, decode_hash(raw_meta), skipped)
+            whole = not full and len(raw_items) == length
+            return Window(messages, decode_hash(raw_meta), skipped, whole=whole, oldest=oldest)
 
         return read(size)
 
@@ -221,6 +243,10 @@ class SessionStore:
                 return
             begin += chunk
 
+    def oldest(self, session_id: str, count: int) -> list[dict[str, Any]]:
+        """The `count` oldest usable messages of a session, oldest first (one LRANGE from the tail)."""
+        return parse_entries(reversed(self.run(self.client.lrange, self.keys.session(session_id), -count, -1)))[0]
+
     def count(self, session_id: str) -> int:
         return int(self.run(self.client.llen, self.keys.session(session_id)))
 
@@ -229,7 +255,14 @@ class SessionStore:
         return any(self.pipeline_execute(lambda p: (p.exists(key), p.exists(meta))))
 
     def require(self, session_id: str) -> None:
-        if not self.exists(session_id):
+        """NotFoundError when there is no such session; UsageError when its key holds another type (a string,
+        a hash another program wrote at `<prefix><id>`): not a session, and no reason to blame Redis."""
+        key, meta = self.keys.session(session_id), self.keys.meta(session_id)
+        found, has_meta = self.pipeline_execute(lambda p: (p.type(key), p.exists(meta)))
+        kind = as_text(found)
+        if kind not in ("list", "none"):
+            raise UsageError(f"{key!r} holds a Redis {kind}, not a session (a list of messages)")
+        if kind == "none" and not has_meta:
             raise NotFoundError(f"no session named {session_id!r}")
 
     def get_meta(self, session_id: str) -> dict[str, str]:

@@ -24,6 +24,9 @@ from tests.model_server import ModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# fixtures `stack_proc` and `stack_url`: a Redis with the JSON and Search modules (redis-stack-server)
+pytest_plugins = ["tests.stack"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -269,6 +272,7 @@ def env(
         if name.startswith(("CHATCLI_", "OPENAI_")) or name in ("REDIS_URL", "NO_COLOR", "FORCE_COLOR"):
             monkeypatch.delenv(name, raising=False)
     values = {"CHATCLI_HOME": str(home), "CHATCLI_REDIS_URL": redis_url, "OPENAI_BASE_URL": model.base_url}
+    values["CHATCLI_WORKER"] = "0"  # no warm worker per test home (tests/test_worker.py turns it on)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     work = tmp_path / "cwd"

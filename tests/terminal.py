@@ -26,12 +26,14 @@ def spawn(
 
 
 class Terminal:
-    def __init__(self, args: list[str], env: dict[str, str], rows: int = ROWS, cols: int = COLS):
+    def __init__(
+        self, args: list[str], env: dict[str, str], rows: int = ROWS, cols: int = COLS, term: str = "xterm-256color"
+    ):
         self.rows, self.cols = rows, cols
         self.screen = pyte.HistoryScreen(cols, rows, history=100_000, ratio=0.5)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
-        self.child = spawn(args, env, rows, cols, term="xterm-256color")
+        self.child = spawn(args, env, rows, cols, term=term)
 
     # -- reading ---------------------------------------------------------------------------------------
     def _pump(self, timeout: float) -> bool:

@@ -121,10 +121,13 @@ NAMED_WITHOUT = {
     "~message_store:*": ["may not use the keys message_store:<id> (DEL, EVAL, EVALSHA, EXISTS, EXPIRE, LINDEX,"],
     "~chatcli:*": [
         "chatcli:index:{message_store:} (ZADD, ZCARD, ZRANGE, ZRANGEBYSCORE, ZREM, ZREVRANGE, ZSCORE)",
-        "chatcli:meta:{message_store:<id>} (DEL, EXISTS, EXPIRE, HGET, HGETALL, HINCRBY, HSET, HSETNX)",
+        "chatcli:meta:{message_store:<id>} (DEL, EXISTS, EXPIRE, HDEL, HGET, HGETALL, HINCRBY, HSET, HSETNX)",
     ],
-    "+@read": ["may not run EXISTS, HGET, HGETALL, LINDEX, LLEN, LRANGE, PTTL", "chatcli's turn script (EVAL)"],
-    "+@write": ["may not run DEL, EXPIRE, HINCRBY, HSET, HSETNX, LPUSH, LREM, PEXPIRE", "chatcli's turn script (EVAL)"],
+    "+@read": ["may not run DBSIZE, EXISTS, HGET, HGETALL, LINDEX, LLEN, LRANGE, PTTL", "chatcli's turn script (EVAL)"],
+    "+@write": [
+        "may not run DEL, EXPIRE, HDEL, HINCRBY, HSET, HSETNX, LPUSH, LREM, PERSIST, PEXPIRE",
+        "chatcli's turn script (EVAL)",
+    ],
     "+@transaction": ["may not run WATCH;"],
     "+@scripting": ["may not run EVAL, EVALSHA;"],
     "+@connection": ["no permissions to run the 'ping' command"],
@@ -148,7 +151,7 @@ def test_a_user_limited_to_the_session_prefix_fails_naming_the_keys(cli, model, 
     assert code == 1
     line = found["redis"]
     assert line.startswith(f"FAIL redis://u:***@127.0.0.1:{server.port}/0: this Redis user may not use the keys ")
-    assert "chatcli:meta:{message_store:<id>} (DEL, EXISTS, EXPIRE, HGET, HGETALL, HINCRBY, HSET, HSETNX)" in line
+    assert "chatcli:meta:{message_store:<id>} (DEL, EXISTS, EXPIRE, HDEL, HGET, HGETALL, HINCRBY, HSET, HSETNX)" in line
     assert "chatcli:index:{message_store:} (ZADD, ZCARD, ZRANGE, ZRANGEBYSCORE, ZREM, ZREVRANGE, ZSCORE)" in line
     assert "message_store:<id> (" not in line and "may not run" not in line
     assert admin.keys("*") == []

@@ -33,6 +33,7 @@ def imported_modules(args: list[str]) -> tuple[int, set[str]]:
         ["sessions", "list", "--all"],
         ["sessions", "rename", "foo", "bar"],
         ["sessions", "prune", "--older-than", "1d", "--yes"],
+        ["search", "hi", "--all"],
         ["doctor"],
     ],
 )

@@ -71,15 +71,32 @@ def test_a_turn_of_many_messages_is_stored_whole_and_in_order(rdb, redis_url):
     assert [m["data"]["content"] for m in stored(rdb, "s")] == [f"m{i:03d}" for i in range(250)]
 
 
-@pytest.mark.parametrize("taken", [META, TURNS])
-def test_a_metadata_or_turn_ids_key_of_another_type_refuses_the_turn_and_writes_nothing(rdb, redis_url, taken):
+@pytest.mark.parametrize("taken", [LIST, META, TURNS])
+@pytest.mark.parametrize("write", ["turn", "metadata"])
+def test_a_session_key_of_another_type_refuses_every_write_and_nothing_is_written(rdb, redis_url, taken, write):
+    """Another program's key where a session's list, metadata or turn ids belong: a turn and a /system alike are
+    refused for good (WRONGTYPE, so the spool sets them aside), before anything is written: never half a turn."""
     store = SessionStore(rdb, where=redis_url)
     rdb.set(taken, "another program's value")
     with pytest.raises(StorageRefused, match="WRONGTYPE"):
-        store.append_turn(exchange_with("t1"))
-    assert rdb.exists(LIST) == 0  # not half a turn: the list was not touched
-    assert rdb.zscore(INDEX, "s") is None
+        if write == "turn":
+            store.append_turn(exchange_with("t1"))
+        else:
+            store.set_meta("s", system="be brief")
     assert rdb.get(taken) == b"another program's value"
+    assert [k for k in (LIST, META, TURNS) if k != taken and rdb.exists(k)] == []
+    assert rdb.zscore(INDEX, "s") is None
+
+
+def test_an_index_key_of_another_type_never_leaves_a_stored_turn_reported_refused(rdb, redis_url):
+    store = SessionStore(rdb, where=redis_url)
+    rdb.set(INDEX, "another program's value")
+    try:
+        store.append_turn(exchange_with("t1"))
+    except StorageRefused:
+        assert rdb.exists(LIST) == 0  # refused: then nothing may be written
+    else:
+        assert stored_turns(rdb, "s") == ["t1", "t1"]
 
 
 def test_metadata_without_messages_can_be_changed_again_and_again(rdb, redis_url):
@@ -168,6 +185,16 @@ def test_a_turn_of_one_message_is_taken_back_and_a_turn_not_there_is_none(rdb, r
     assert [m["data"]["content"] for m in stored(rdb, "s")] == ["t2", "echo: t2", "no id", "their id"]
     assert store.remove_turn("s", "never") is None
     assert store.remove_turn("s", "solo") is None
+
+
+def test_a_turn_past_the_first_search_is_still_found_and_taken_back_whole(rdb, redis_url):
+    store = SessionStore(rdb, where=redis_url)
+    store.append_turn(exchange_with("old"))
+    store.append_turn(exchange_with("new"))
+    removed = store.remove_turn("s", "old", search=2)  # neither of its messages is among the newest two
+    assert removed is not None and removed.newer == 2
+    assert stored_turns(rdb, "s") == ["new", "new"]
+    assert store.append_turns([]) == []
 
 
 class RacedStore(SessionStore):
@@ -514,3 +541,35 @@ def test_a_turn_at_the_edge_of_the_search_is_taken_back_whole_or_not_at_all(rdb,
     left = [m["data"].get("id") for m in stored(rdb, "s")]
     assert "mine-0" not in left and "mine-1" not in left and len(left) == 199  # taken back whole
     assert removed is not None and removed.newer == 199
+
+
+# -- what a turn stores ---------------------------------------------------------------------------------------
+
+
+def test_an_answer_ending_in_what_could_begin_the_api_key_is_stored_whole_as_shown(cli, model, rdb, monkeypatch):
+    """The scrubber holds back a tail that may be the start of a secret until the stream ends; LangChain saves
+    the turn at that end, so the held tail must be saved with it."""
+    from tests.model_server import Reply
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdef123456")
+    model.script(Reply(chunks=["keys look like ", "sk-li"]))
+    result = cli("ask", "-s", "tail", "what do keys look like?")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "keys look like sk-li\n"
+    answer = stored(rdb, "tail")[1]["data"]
+    assert answer["content"] == "keys look like sk-li"
+    assert "chatcli" not in answer["response_metadata"]  # a whole answer: no flag
+
+
+@pytest.mark.parametrize(
+    "unusable",
+    [b"not json at all", json.dumps({"type": "human", "data": {"content": "x", "additional_kwargs": "not a map"}})],
+    ids=["unparsable", "langchain-cannot-read"],
+)
+def test_a_turn_says_how_many_stored_entries_it_skipped(cli, model, rdb, unusable):
+    SessionStore(rdb).append_turn(exchange_record("skips", "t1"))
+    rdb.lpush("message_store:skips", unusable)
+    result = cli("ask", "-s", "skips", "and now?")
+    assert result.exit_code == 0, result.stderr
+    assert "(skipped 1 stored entries that are not readable messages)" in result.stderr
+    assert [m["content"] for m in model.last_messages()[1:]] == ["t1", "echo: t1", "and now?"]
