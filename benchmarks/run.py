@@ -226,9 +226,11 @@ def redis_server(workdir: Path) -> Iterator[str]:
 
 
 class RoundTrips:
-    """Counts the client's socket writes: one per command, one per pipeline execution."""
+    """Counts the client's socket writes: one per command, one per pipeline execution. `count`: the calling
+    (main) thread's, a turn's own; `background`: other threads' (chatcli.live's publisher, section 9)."""
 
     count = 0
+    background = 0
 
     @classmethod
     @contextlib.contextmanager
@@ -236,7 +238,10 @@ class RoundTrips:
         original = AbstractConnection.send_packed_command
 
         def counting(self: Any, command: Any, check_health: bool = True) -> None:
-            cls.count += 1
+            if threading.current_thread() is threading.main_thread():
+                cls.count += 1
+            else:
+                cls.background += 1
             original(self, command, check_health)
 
         AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
@@ -1172,6 +1177,178 @@ def bench_search(quick: bool, url: str, tmp: Path) -> None:
     client.close()
 
 
+# -- 9. follow: what publishing costs a turn, and how far behind a follower is --------------------------
+
+
+def bench_follow(quick: bool, url: str, tmp: Path) -> None:
+    """Per-turn time with publishing off (the turn given chatcli.live.NoPublisher), on with nobody following,
+    and on with a follower reading every event (`chatcli follow ID --json`, another process),
+    round by round; then `chatcli follow ID --json` as a subprocess while a model streams at ~50 pieces/s:
+    how long after the answering process yields a piece the follower's line arrives (CLOCK_MONOTONIC, one clock
+    for both processes)."""
+    import chatcli.assistant as assistant_module
+    from chatcli import live
+    from chatcli.assistant import Assistant
+    from tests.model_server import ModelServer, Reply, split_chunks
+
+    warnings.simplefilter("ignore")
+    answer = words(ANSWER_CHARS, 99)
+    question = words(QUESTION_CHARS, 7)
+    pieces = len(split_chunks(answer))
+    print(f"9. follow: per turn with and without publishing and a follower ({pieces} pieces an answer); lag")
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    store = SessionStore(client)
+    publisher = assistant_module.publisher
+    with ModelServer(responder=lambda messages: answer) as model:
+        settings = Settings(home=tmp, base_url=model.base_url, api_key="x", redis_url=url)
+        # "publishing off, again" is the same as "publishing off": its ratio is the noise of this run
+        names = ("publishing off", "publishing off, again", "publishing, no follower", "publishing, a follower")
+        turns: dict[str, Callable[[], None]] = {}
+        for name in names:
+            sid = "follow-" + name.replace(" ", "").replace(",", "-")
+            seed_session(store, sid, 10)
+            layer = SpooledStore(SessionStore(redis.Redis.from_url(url)), Spool(tmp / f"spool-{sid}"))
+            assistant = Assistant(settings, layer)
+
+            def run(assistant: Any = assistant, sid: str = sid, off: bool = name.startswith("publishing off")) -> None:
+                assistant_module.publisher = (lambda *_a: live.NoPublisher()) if off else publisher
+                try:
+                    turn = assistant.turn(sid, question)
+                    for _ in turn:
+                        pass
+                    live.settle()  # as show_turn does once the answer is shown: its end is published
+                finally:
+                    assistant_module.publisher = publisher
+                assert turn.saved and turn.status == "complete", turn.status
+                client.ltrim(store.keys.session(sid), -10, -1)
+
+            turns[name] = run
+        # the follower is another process, as another machine's would be: `chatcli follow --json`
+        followed = "follow-" + names[3].replace(" ", "").replace(",", "-")
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "chatcli", "follow", followed, "--json"],
+            env=cli_env(url, tmp),
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        seen = [0]
+
+        def follow() -> None:
+            assert follower.stdout is not None
+            for line in follower.stdout:
+                seen[0] += '"event": "token"' in line
+
+        threading.Thread(target=follow, daemon=True).start()
+        rounds = 15 if quick else 60
+        times: dict[str, dict[int, float]] = {name: {} for name in names}
+        for name in names:
+            turns[name]()  # warm up
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                start = time.perf_counter()
+                turns[name]()
+                times[name][r] = time.perf_counter() - start
+        follower.terminate()
+        follower.wait(10)
+        t = {name: median(list(v.values())) for name, v in times.items()}
+        for name in names[1:]:
+            add(
+                Row(
+                    "follow",
+                    f"per turn, {name}, vs publishing off",
+                    t[name],
+                    t[names[0]],
+                    "s",
+                    "" if "again" in name else "<= 1.1",
+                    None if "again" in name else 1.1,
+                    f"{len(times[name])} samples; the follower saw {seen[0]} pieces" if "a follower" in name else "",
+                    paired=paired(times[name], times[names[0]]),
+                )
+            )
+
+        # lag: a real `chatcli follow --json` process behind turns streamed at ~50 pieces/s
+        lag_sid = "follow-lag"
+        seed_session(store, lag_sid, 10)
+        env = cli_env(url, tmp)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatcli", "follow", lag_sid, "--json"],
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        arrivals: list[tuple[str, float]] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                event = json.loads(line)
+                if event["event"] == "message":
+                    ready.set()
+                elif event["event"] == "token":
+                    arrivals.append((event["text"], time.perf_counter()))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        ready.wait(30)
+        layer = SpooledStore(SessionStore(redis.Redis.from_url(url)), Spool(tmp / "spool-lag"))
+        assistant = Assistant(settings, layer)
+        lags: list[float] = []
+        publishing: list[int] = []
+        for _ in range(3 if quick else 10):
+            model.script(Reply(text=answer, delay=0.02))
+            shown: list[tuple[str, float]] = []
+            del arrivals[:]
+            with RoundTrips.installed():
+                before = RoundTrips.background
+                turn = assistant.turn(lag_sid, question)
+                for piece in turn:
+                    shown.append((piece, time.perf_counter()))
+                turn.live.thread.join(5)
+                publishing.append(RoundTrips.background - before)
+            deadline = time.monotonic() + 5
+            while len(arrivals) < len(shown) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for (piece, at), (text, came) in zip(shown, list(arrivals), strict=False):
+                assert piece == text
+                lags.append(came - at)
+            client.ltrim(store.keys.session(lag_sid), -10, -1)
+        proc.terminate()
+        proc.wait(10)
+        lags.sort()
+        p95 = lags[int(len(lags) * 0.95) - 1]
+        add(
+            Row(
+                "follow",
+                "lag of `chatcli follow --json` behind the answering process, p95",
+                p95,
+                None,
+                "s",
+                "<= 0.1 s",
+                0.1,
+                f"median {median(lags) * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms over {len(lags)} pieces",
+                absolute=True,
+            )
+        )
+        add(
+            Row(
+                "follow",
+                f"publisher round trips per turn ({pieces} pieces at ~50/s), on its thread",
+                median(publishing),
+                None,
+                "",
+                note=f"observed {sorted(set(publishing))}; the turn's own stay 2 (section 2 counts its thread only)",
+            )
+        )
+    client.flushall()
+    client.close()
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
@@ -1182,6 +1359,7 @@ SECTIONS: dict[str, Callable[[bool, str, Path], None]] = {
     "render": bench_render,
     "interactive": bench_interactive,
     "search": bench_search,
+    "follow": bench_follow,
 }
 
 

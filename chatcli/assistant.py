@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from chatcli import exporting, opening, reasoning
 from chatcli.choice import DEFAULT_SYSTEM, choose
 from chatcli.errors import ChatcliError, ModelError
+from chatcli.live import publisher
 from chatcli.records import TurnRecord, message_id, new_turn_id, with_id
 from chatcli.secrets import StreamScrubber, scrub
 from chatcli.settings import Settings, require_model_key
@@ -216,6 +217,7 @@ class Turn:
     finish_reason: str | None = None
     response_metadata: dict[str, Any] = field(default_factory=dict)
     history: SessionHistory | None = None
+    live: Any = None  # publishes the answer's pieces for followers (chatcli.live)
     redactor: StreamScrubber | None = None
     thought_redactor: StreamScrubber | None = None
     # held from handing a piece over until the consumer asks for the next: a signal meanwhile waits, so a
@@ -251,6 +253,7 @@ class Turn:
         tap = assistant.tap
         tap.reset()
         self.status = "streaming"
+        self.live = live = publisher(assistant.store, self.session_id, self.id, self.question, window.offline)
         try:
             stream = chain.stream(
                 {"input": [HumanMessage(content=self.question)], "system": system},
@@ -264,12 +267,14 @@ class Turn:
                 if piece:
                     with self.guard():
                         self.received.append(piece)
+                        live.piece(piece)
                         yield piece
             yield from self._thoughts(tap.rest(), last=True)
             rest = redactor.flush()
             if rest:
                 with self.guard():
                     self.received.append(rest)
+                    live.piece(rest)
                     yield rest
             self.status = self._ended()
         except (GeneratorExit, KeyboardInterrupt):
@@ -283,7 +288,10 @@ class Turn:
             self.skipped = history.skipped or window.skipped
             if self.status == "streaming":  # stopped between pieces: what was shown is what is saved
                 self.status = "interrupted"
-            history.save_turn()
+            try:
+                history.save_turn()
+            finally:  # saved first: a follower that sees the end finds the turn stored
+                live.end(self.status)
         if self.error is not None:
             raise self.error
 

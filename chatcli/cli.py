@@ -166,12 +166,14 @@ def open_store(settings: Settings, spool: bool = False) -> Any:
     from chatcli.store import SessionStore
 
     private_dir(settings.home)  # created 0700 when missing: input history, spool, embedded server live here
+    offline = False
     try:
         conn = redis_server.connect(settings)
     except StorageUnavailable:
         if not spool:
             raise
         conn = redis_server.offline_connection(settings)
+        offline = True
     store = SessionStore(conn.client, settings.key_prefix, settings.ttl, conn.where, _on_event)
     local = Spool(settings.home)
     if local.exists():
@@ -181,7 +183,7 @@ def open_store(settings: Settings, spool: bool = False) -> Any:
             if not spool:
                 raise
         spooled.tell_waiting(store, local, _on_event)
-    return spooled.SpooledStore(store, local, _on_event) if spool else store
+    return spooled.SpooledStore(store, local, _on_event, offline) if spool else store
 
 
 def open_catalog(settings: Settings) -> Any:
@@ -502,11 +504,35 @@ def ask(
         announce_session(session_id, resumed=continue_)
     from chatcli.assistant import title_job
     from chatcli.conversation import show_turn
+    from chatcli.notices import tell_answering
 
+    tell_answering(store, session_id, _notice)
     turn = show_turn(assistant.turn(session_id, message_content(text, attached)), stdout_console(), stderr_console())
     if turn.status == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     finish_titles([title_job(assistant, turn)], settings)
+
+
+@app.command()
+@handle_errors
+def follow(
+    session_id: SessionArg,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event a line: message, start, token, end.")] = False,
+    redis_url: RedisUrl = None,
+    reasoning: ShowReasoning = None,
+) -> None:
+    """Show a session's last exchange, then every new turn as it happens, and an answer being generated on
+    another machine token by token, until Ctrl-C (exit 130)."""
+    from chatcli import follow as following
+
+    checked_id(session_id)
+    settings = settings_for(redis_url=redis_url, show_reasoning=reasoning)
+    store = open_store(settings)
+    following.require(store, session_id)
+    sink: Any = following.JsonLines(session_id)
+    if not as_json:
+        sink = following.Transcript(stdout_console(), settings.show_reasoning)
+    following.follow(store, session_id, sink)
 
 
 # -- search -----------------------------------------------------------------------------------------

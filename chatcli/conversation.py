@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from chatcli import render
+from chatcli import live, render
 from chatcli.errors import ChatcliError
 from chatcli.reasoning import Thought
 
@@ -138,6 +138,7 @@ def show_turn(turn: Any, console: Console, err: Console) -> Any:
             _finish(status, stream)
             raise
         _finish(status, stream)
+    live.settle()  # the answer is shown: its end reaches followers before the next prompt or the exit
     if interrupts.terminated is not None:  # the turn is saved: now end the command as the signal asked
         raise Terminated(interrupts.terminated)
     if turn.skipped:

@@ -9,6 +9,9 @@ What chatcli adds (never required to read a session):
   chatcli:turns:{<prefix><id>}      set of the turn ids stored in the list: a turn is written once
   chatcli:index:{<prefix>}          sorted set of session ids scored by last activity (epoch seconds)
   chatcli:roles:{<prefix>}          hash: role name -> its system prompt (shared by every machine on this Redis)
+  chatcli:live:{<prefix><id>}       stream, capped (XADD MAXLEN ~), expiring: the pieces of answers as they stream
+                                    (start, piece, end entries), read by `chatcli follow` (chatcli.live)
+  chatcli:answering:{<prefix><id>}  string, short TTL: which client is answering in the session now (presence)
 The braces are Redis Cluster hash tags: a session's list, metadata and turn ids share one slot.
 """
 
@@ -66,6 +69,14 @@ class Keys:
 
     def turns(self, session_id: str) -> str:
         return f"chatcli:turns:{{{self.prefix}{session_id}}}"
+
+    def live(self, session_id: str) -> str:
+        """The stream of the answers being generated in the session (chatcli.live)."""
+        return f"chatcli:live:{{{self.prefix}{session_id}}}"
+
+    def answering(self, session_id: str) -> str:
+        """The presence key: which client is answering in the session, while it is (short TTL)."""
+        return f"chatcli:answering:{{{self.prefix}{session_id}}}"
 
     def of_session(self, session_id: str) -> tuple[str, str, str]:
         """Every key of one session (one cluster slot): list, metadata, turn ids."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli.errors import ChatcliError
+from chatcli.notices import Notices
 
 EXIT = object()  # returned by a command to end the loop
 
@@ -161,6 +162,7 @@ class ChatRepl:
         self.err = err
         self.own_turns: list[str] = []  # ids of the turns this REPL saved in this session, oldest first
         self.titles: list[Any] = []  # threads writing a title (CHATCLI_AUTO_TITLE)
+        self.news = Notices(store, session_id)  # other clients' turns and answers (chatcli.notices)
         self.attachments: list[dict[str, Any]] = []  # content blocks that go with the next message (/attach)
         self.commands = {
             c.name: c
@@ -183,6 +185,7 @@ class ChatRepl:
                 Command("session", "[ID]", "show the session id, or switch to another session", self.cmd_session),
                 Command("export", "FILE", "write this session to FILE (.md, .jsonl, else json)", self.cmd_export),
                 Command("tokens", "", "token usage of this session", self.cmd_tokens),
+                Command("follow", "", "watch other clients' turns and answers here, until Ctrl-C", self.cmd_follow),
                 Command("search", "QUERY", 'search every session: words, or a "phrase"', self.cmd_search),
             ]
         }
@@ -202,6 +205,7 @@ class ChatRepl:
             drawn,
         )
         render.print_notice(self.err, "type /help for commands, Ctrl-D to leave")
+        self.news.start()
         try:
             run_loop(read, self.send, self.commands, self.say)
         finally:
@@ -220,6 +224,7 @@ class ChatRepl:
         from chatcli.errors import ChatcliError
         from chatcli.startup import loading
 
+        self.news.tell(self.say)
         content = message_content(text, self.attachments) if isinstance(text, str) else text
         waiting = loading(self.assistant) and self.err.is_terminal
         status = self.err.status("loading the model client (Ctrl-C cancels this message)") if waiting else None
@@ -240,6 +245,7 @@ class ChatRepl:
         finally:
             if turn.saved:
                 self.own_turns.append(turn.id)
+                self.news.own(turn.id)
         from chatcli.assistant import title_job
 
         job = title_job(self.assistant, turn)
@@ -424,6 +430,7 @@ class ChatRepl:
                 return
             self.session_id = arg
             self.own_turns = []
+            self.news = Notices(self.store, arg)
             self.assistant.system = self.assistant.role = None
         self.say(f"session: {self.session_id} ({self.store.count(self.session_id)} messages)")
 
@@ -447,6 +454,16 @@ class ChatRepl:
     def cmd_tokens(self, _arg: str) -> None:
         meta = self.store.get_meta(self.session_id)
         self.say(f"tokens this session: {meta.get('input_tokens', 0)} in, {meta.get('output_tokens', 0)} out")
+
+    def cmd_follow(self, _arg: str) -> None:
+        from chatcli.follow import Transcript, follow
+
+        self.say("following this session: Ctrl-C comes back to the prompt")
+        try:
+            follow(getattr(self.store, "store", self.store), self.session_id, Transcript(self.console))
+        except KeyboardInterrupt:
+            self.say("(stopped following)")
+        self.news.start()  # what /follow showed is known
 
     def cmd_search(self, arg: str) -> None:
         from chatcli import search

@@ -71,10 +71,11 @@ def tell_waiting(store: SessionStore, spool: Spool, emit: events.Emit) -> None:
 class SpooledStore:
     """A SessionStore whose turn writes and window reads go through the spool; everything else is the store's."""
 
-    def __init__(self, store: SessionStore, spool: Spool, emit: events.Emit = events.ignore):
+    def __init__(self, store: SessionStore, spool: Spool, emit: events.Emit = events.ignore, offline: bool = False):
         self.store = store
         self.spool = spool
         self.emit = emit
+        self.offline = offline  # Redis did not answer when the command began (what is only a notice skips it)
         self._told: set[type] = set()
         self._recent: dict[str, list[dict[str, Any]]] = {}  # per session: the newest messages seen
         self._recent_meta: dict[str, dict[str, str]] = {}

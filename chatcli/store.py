@@ -397,8 +397,8 @@ class SessionStore:
 
         def build(pipe: Any) -> None:
             for sid in session_ids:
-                for key in self.keys.of_session(sid):
-                    pipe.delete(key)
+                for key in (*self.keys.of_session(sid), self.keys.live(sid), self.keys.answering(sid)):
+                    pipe.delete(key)  # the live stream too: a deleted session's answers do not linger there
             if session_ids:
                 pipe.zrem(self.keys.index, *session_ids)
 
