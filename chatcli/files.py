@@ -12,6 +12,9 @@ from typing import Any
 
 from chatcli.errors import ChatcliError, NotFoundError, StorageError, UsageError
 
+# the longest path a unix socket can be bound at (sun_path is 108 bytes on Linux, with its NUL)
+MAX_SOCKET_PATH = 107
+
 
 def write_atomically(path: Path, write: Callable[[Any], int]) -> int:
     """Write to a temporary file beside `path`, then rename it over: readers never see half a file."""

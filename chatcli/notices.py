@@ -12,6 +12,7 @@ by its id (`<turn>-0/-1`), or by its content when another program wrote it witho
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from chatcli.errors import StorageError
 from chatcli.follow import message_key
 from chatcli.live import Presence, answering_line
 from chatcli.recap import short
-from chatcli.store import parse_entries
+from chatcli.store import SessionStore, parse_entries
 
 LOOK_BACK = 50  # newest messages read before each turn
 QUIET = 30.0  # seconds without a look after Redis did not answer one
@@ -37,6 +38,8 @@ class Notices:
         self.known: set[str] | None = None  # None: not looked yet
         # Redis did not answer: no look until then, so a REPL whose Redis is down waits for no extra timeout
         self.quiet_until = time.monotonic() + QUIET if getattr(store, "offline", False) else 0.0
+        if not isinstance(self.store, SessionStore):  # another layout (--source langchain-redis): no notices
+            self.quiet_until = math.inf
 
     def _read(self) -> tuple[list[dict[str, Any]], Presence | None]:
         listed, presence = self.store.keys.session(self.session_id), self.store.keys.answering(self.session_id)

@@ -33,14 +33,13 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from chatcli.errors import StorageError, StorageUnavailable, UsageError
-from chatcli.files import private_dir, short_socket_dir
+from chatcli.files import MAX_SOCKET_PATH, private_dir, short_socket_dir
 from chatcli.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 1.0  # seconds; an unreachable Redis must fail well inside 2 s
 SOCKET_TIMEOUT = 10.0
 PROBE_TIMEOUT = 1.0
 START_TIMEOUT = 10.0
-MAX_SOCKET_PATH = 107
 
 
 @dataclass

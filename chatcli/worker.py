@@ -60,22 +60,29 @@ def fingerprint(package: Path | None = None) -> str:
 
 
 def home_digest(home: Path) -> str:
-    return hashlib.sha256(str(home.absolute()).encode()).hexdigest()[:12]
+    return hashlib.sha256(str(home.absolute()).encode()).hexdigest()[:10]
 
 
 def socket_for(home: Path, code: str) -> Path:
-    """The socket of the worker of CHATCLI_HOME `home` running code `code`: in the private per-user socket
-    directory (short enough for AF_UNIX wherever the home is)."""
+    """The socket of the worker of CHATCLI_HOME `home` running code `code`, in the private per-user socket
+    directory; a short name, for AF_UNIX's ~107 bytes (`fits` says whether it does)."""
     from chatcli.files import short_socket_dir
 
-    return short_socket_dir() / f"worker-{home_digest(home)}-{code}.sock"
+    return short_socket_dir() / f"w-{home_digest(home)}-{code[:10]}.sock"
+
+
+def fits(path: Path) -> bool:
+    """Whether a unix socket can be bound at `path` (a very long TMPDIR leaves no room: then no worker)."""
+    from chatcli.files import MAX_SOCKET_PATH
+
+    return len(str(path).encode()) <= MAX_SOCKET_PATH
 
 
 def sockets_of(home: Path) -> list[Path]:
     """Every worker socket of this home, whatever its code."""
     from chatcli.files import short_socket_dir
 
-    return sorted(short_socket_dir().glob(f"worker-{home_digest(home)}-*.sock"))
+    return sorted(short_socket_dir().glob(f"w-{home_digest(home)}-*.sock"))
 
 
 def _connect(path: Path, op: bytes) -> socket.socket | None:
@@ -117,6 +124,8 @@ def run_in_worker(argv: list[str]) -> int | None:
         path = socket_for(settings.home, fingerprint())
     except Exception:  # a bad setting or an unsafe socket directory: the command itself says so
         return None
+    if not fits(path):
+        return None  # no worker can listen there: none is started either
     body = _request(argv)
     if len(body) > MAX_REQUEST:  # a child would refuse it (a huge environment): nothing is started
         return None
@@ -324,6 +333,9 @@ class Worker:
     def serve(self) -> None:
         import fcntl
 
+        if not fits(self.path):
+            sys.stderr.write(f"chatcli worker: {self.path} is too long for a unix socket: no worker\n")
+            return
         lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -4,9 +4,11 @@ the exit code are those of a plain run; signals reach the answer; it holds no se
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,13 @@ from tests.model_server import Reply
 @pytest.fixture
 def wenv(env, tmp_path):
     """The test user's environment with the worker on, and a TMPDIR of the test's own (the socket directory)."""
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
+    # a short TMPDIR of the test's own: the socket directory's path must leave room for a unix socket name,
+    # which pytest's deep tmp_path may not (see test_with_a_tmpdir_too_long_for_a_socket...)
+    tmpdir = Path(tempfile.mkdtemp(prefix="cw-"))
     values = {**env, "CHATCLI_WORKER": "1", "TMPDIR": str(tmpdir), "OPENAI_API_KEY": "sk-worker-secret-0042"}
     yield values
     subprocess.run([sys.executable, "-m", "chatcli", "server", "stop"], env=values, capture_output=True, timeout=60)
+    shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def chatcli(wenv, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -117,7 +121,7 @@ def test_the_worker_holds_no_secret_and_server_stop_stops_it(wenv, model, home, 
     pid = worker_pid(wenv)
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     assert b"sk-worker-secret-0042" not in environ and b"CHATCLI_REDIS_URL" not in environ
-    for path in [*home.rglob("*"), *(tmp_path / "tmp").rglob("*")]:
+    for path in [*home.rglob("*"), *Path(wenv["TMPDIR"]).rglob("*")]:
         if path.is_file():
             assert b"sk-worker-secret-0042" not in path.read_bytes(), path
     stopped = chatcli(wenv, "server", "stop")
@@ -127,7 +131,7 @@ def test_the_worker_holds_no_secret_and_server_stop_stops_it(wenv, model, home, 
     while Path(f"/proc/{pid}").exists() and b"zombie" not in _state(pid):
         assert time.monotonic() < deadline, "the worker did not exit"
         time.sleep(0.1)
-    assert not list((tmp_path / "tmp").rglob("worker-*.sock"))
+    assert not list(Path(wenv["TMPDIR"]).rglob("w-*.sock"))
 
 
 def _state(pid: int) -> bytes:
@@ -138,13 +142,24 @@ def _state(pid: int) -> bytes:
 
 
 def test_ask_answers_by_itself_when_no_worker_can_start(wenv, model, tmp_path):
-    unsafe = tmp_path / "tmp" / f"chatcli-{os.getuid()}"
+    unsafe = Path(wenv["TMPDIR"]) / f"chatcli-{os.getuid()}"
     unsafe.mkdir()
     unsafe.chmod(0o777)  # others could put a socket there: no worker, and none is started
     for question in ("one", "two"):
         result = chatcli(wenv, "ask", "-s", "alone", question)
         assert (result.returncode, result.stdout) == (0, f"echo: {question}\n"), result.stderr
     assert not list(unsafe.iterdir())
+
+
+def test_with_a_tmpdir_too_long_for_a_socket_ask_answers_and_starts_no_worker(wenv, model, home, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    long_tmp = {**wenv, "TMPDIR": str(deep)}
+    for question in ("one", "two"):
+        result = chatcli(long_tmp, "ask", "-s", "deep", question)
+        assert (result.returncode, result.stdout) == (0, f"echo: {question}\n"), result.stderr
+    assert not (home / "worker.log").exists()  # none was started (each would import everything, then fail)
+    assert "not running" in worker_line(long_tmp)
 
 
 def test_with_the_worker_off_ask_starts_none(wenv, model):
@@ -307,7 +322,7 @@ def test_server_stop_during_a_command_lets_it_end_and_takes_no_more(wenv, model,
     assert "ask worker stopped" in chatcli(wenv, "server", "stop").stderr
     # it waits for its command, but its socket is gone at once: no client waits on it (nor does `server
     # status`, for 10 s), and its loop does not spin on connections it will never accept
-    assert not list((tmp_path / "tmp").rglob("worker-*.sock"))
+    assert not list(Path(wenv["TMPDIR"]).rglob("w-*.sock"))
     assert chatcli(wenv, "ask", "-s", "next", "hi").stdout == "echo: hi\n"
     assert "not running" in worker_line(wenv)
     assert running.poll() is None and Path(f"/proc/{worker}").exists()
