@@ -117,4 +117,5 @@ def test_slash_attach_completes_paths_and_goes_with_the_next_message(terminal, m
     t.enter("and now?")  # the attachment went with one message only
     t.wait_for("echo: and now?")
     assert model.last_messages()[-1]["content"] == "and now?"
+    t.wait_prompt("ra", 4)  # the turn is stored once the next prompt is drawn
     assert [m["data"]["content"] for m in stored(rdb, "ra")][::2] == [blocks, "and now?"]
