@@ -139,6 +139,13 @@ def parse_entries(raw_items: Any) -> tuple[list[dict[str, Any]], int]:
     return messages, skipped
 
 
+# KEYS: a session's list, its turn ids. Inside remove_turn's MULTI, after its LREMs.
+_FORGET_TURNS_IF_EMPTY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('DEL', KEYS[2]) end
+return 0
+"""
+
+
 class SessionStore:
     """Reads and writes sessions on one Redis (a single node or a cluster)."""
 
@@ -378,9 +385,12 @@ class SessionStore:
             for _position, raw, _entry in found:
                 pipe.lrem(key, 1, raw)
             pipe.srem(turns_key, turn_id)
+            # the last messages gone: no turn id stays (an older chatcli kept ids of metadata changes too), or
+            # the session, now metadata only, would read as a ghost (chatcli.catalog.is_ghost) and be dropped
+            pipe.execute_command("EVAL", _FORGET_TURNS_IF_EMPTY, 2, key, turns_key)
 
         removed = self.pipeline_execute(build, transaction=True)
-        if not any(removed[:-1]):
+        if not any(removed[:-2]):
             return None  # another client removed it first
         entries = [entry for _p, _r, entry in reversed(found)]  # oldest first
         return RemovedTurn(entries, newer=found[0][0])

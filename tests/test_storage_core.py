@@ -197,6 +197,25 @@ def test_a_turn_past_the_first_search_is_still_found_and_taken_back_whole(rdb, r
     assert store.append_turns([]) == []
 
 
+@pytest.mark.any_redis
+def test_undoing_the_last_turn_of_an_older_session_keeps_it_and_its_metadata(rdb, redis_url):
+    """Before 2026-11-29 a metadata change (/title, /system) also recorded a turn id. Once /undo empties such a
+    session, nothing but metadata is left: that is a session (its title, its system prompt), not a ghost."""
+    from chatcli.catalog import SessionCatalog
+
+    store = SessionStore(rdb, where=redis_url)
+    store.append_turn(exchange_with("only", meta={"system": "be brief", "title": "Plans"}))
+    rdb.sadd(TURNS, "meta-1")  # what an older chatcli's set_meta left
+    assert store.remove_turn("s", "only") is not None
+    assert rdb.exists(LIST, TURNS) == 0  # no messages left: no turn ids either
+    rows, _more = SessionCatalog(store).list_sessions()
+    [row] = [r for r in rows if r.id == "s"]
+    assert (row.title, row.messages) == ("Plans", 0)
+    assert rdb.hget(META, "system") == b"be brief"
+    store.append_turn(exchange_with("t3"))  # a turn after that
+    assert store.remove_turn("s", "t3") is not None and rdb.exists(TURNS) == 0
+
+
 class RacedStore(SessionStore):
     """A real store on a real Redis where another client takes the turn away between the read and the removal
     (two /undo at once): what `remove_turn` reads is no longer there when its MULTI runs."""
