@@ -6,7 +6,8 @@ nothing: the next command sends what is left, and the turn id makes a second sen
 SQLite gives atomic, durable appends and never glues two records together on a full disk or a torn write.
 
 Rows: seq (order), target (the redacted Redis URL or the embedded socket: never a secret), prefix, session,
-turn id, the record (JSON, chatcli.records.TurnRecord), state:
+turn id, the record (JSON, chatcli.records.TurnRecord), owner (the pid of the process sending it now; NULL once
+that process gave up on Redis, so another process that sends it says so), state:
   pending     waiting for Redis
   set_aside   Redis refused it for good (a key of another type); `chatcli spool retry|export|drop`
   unreadable  a record that cannot be parsed (from an old spool.jsonl, say): kept, listed, never sent
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS turns (
     state TEXT NOT NULL DEFAULT 'pending',
     reason TEXT,
     added REAL NOT NULL,
+    owner INTEGER,
     UNIQUE (target, prefix, turn)
 );
 CREATE INDEX IF NOT EXISTS turns_by_target ON turns (target, prefix, state, seq);
@@ -104,6 +106,9 @@ class Spool:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.executescript(_SCHEMA)
+                if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
+                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                        db.execute("ALTER TABLE turns ADD COLUMN owner INTEGER")
             finally:
                 os.umask(old_umask)
         except (OSError, sqlite3.Error) as exc:
@@ -152,13 +157,31 @@ class Spool:
         """Keep a turn; durable (fsynced) when this returns. Returns its seq. Adding it again is a no-op."""
         with self._transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO turns (target, prefix, session, turn, record, added) VALUES (?, ?, ?, ?, ?, ?)",
-                (target, prefix, record.session, record.turn, record.to_json(), time.time()),
+                "INSERT OR IGNORE INTO turns (target, prefix, session, turn, record, added, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (target, prefix, record.session, record.turn, record.to_json(), time.time(), os.getpid()),
             )
             row = db.execute(
                 "SELECT seq FROM turns WHERE target = ? AND prefix = ? AND turn = ?", (target, prefix, record.turn)
             ).fetchone()
         return int(row[0])
+
+    def release(self, seq: int) -> None:
+        """This process gave up sending the turn for now: whoever sends it later says it was spooled."""
+        with self._transaction() as db:
+            db.execute("UPDATE turns SET owner = NULL WHERE seq = ?", (seq,))
+
+    def in_flight(self, seqs: list[int]) -> set[int]:
+        """Those of `seqs` another live process added and is sending right now: a flush that sends them first
+        sends nothing that waited (it is no news to anyone that they reached Redis)."""
+        if not seqs:
+            return set()
+        with self._lock:
+            owned = self._connect().execute(
+                f"SELECT seq, owner FROM turns WHERE owner IS NOT NULL AND seq IN ({','.join('?' * len(seqs))})",
+                seqs,
+            )
+            return {int(seq) for seq, owner in owned.fetchall() if owner != os.getpid() and _alive(int(owner))}
 
     def done(self, seqs: list[int]) -> None:
         """Redis has these turns: forget them (one transaction)."""
@@ -328,6 +351,16 @@ def _legacy_record(line: bytes, turn: str) -> tuple[str, str, str, str, str, str
     except (ValueError, KeyError, TypeError, OverflowError) as exc:
         return "?", "?", "?", text, "unreadable", f"unreadable record: {type(exc).__name__}: {exc}"[:300]
     return target, prefix, session, converted, "pending", None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (a pid reused since)
+        return True
+    return True
 
 
 def _reason(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ serves what this process and the spool know. Every command sends the turns waiti
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from chatcli import events
@@ -32,13 +33,14 @@ def flush(store: SessionStore, spool: Spool, emit: events.Emit, own: int | None 
     """
     if not spool.exists():
         return 0
-    written = messages = 0
+    written = told = messages = 0
     try:
         with spool.flushing():
             records = spool.pending(store.where, store.prefix)
             waiting = set()  # sessions with a turn Redis could not take now: their later turns wait too
             for start in range(0, len(records), FLUSH_BATCH):
                 batch = [(seq, r) for seq, r in records[start : start + FLUSH_BATCH] if r.session not in waiting]
+                busy = spool.in_flight([seq for seq, _r in batch if seq != own])
                 results = store.append_turns([r for _seq, r in batch])
                 confirmed = []
                 for (seq, record), result in zip(batch, results, strict=True):
@@ -51,11 +53,13 @@ def flush(store: SessionStore, spool: Spool, emit: events.Emit, own: int | None 
                         confirmed.append(seq)
                         if result and seq != own:
                             written += 1
-                            messages += len(record.entries)
+                            if seq not in busy:  # another command's turn on its way: not one that waited
+                                told += 1
+                                messages += len(record.entries)
                 spool.done(confirmed)
     finally:
-        if written:  # also when the connection was lost halfway: what reached Redis is said
-            emit(events.Flushed(store.where, written, messages))
+        if told:  # also when the connection was lost halfway: what reached Redis is said
+            emit(events.Flushed(store.where, told, messages))
     return written
 
 
@@ -131,12 +135,18 @@ class SpooledStore:
         try:
             self.flush(own=seq)
         except StorageUnavailable:
-            self._once(events.Spooling(self.store.where, self.spool.path))
+            self._spooled(seq)
             return False
         if self.spool.row(seq) is not None:  # Redis answered but cannot take it now (out of memory, read-only...)
-            self._once(events.Spooling(self.store.where, self.spool.path))
+            self._spooled(seq)
             return False
         return True
+
+    def _spooled(self, seq: int) -> None:
+        """The turn waits in the spool: say so (once), and let whoever sends it later say it was sent."""
+        self._once(events.Spooling(self.store.where, self.spool.path))
+        with contextlib.suppress(SpoolError):  # only a notice depends on it
+            self.spool.release(seq)
 
     def remove_turn(self, session_id: str, turn_id: str) -> Any:
         """The store's remove_turn, once the spool is sent: a spooled copy of the turn (one Redis took but did

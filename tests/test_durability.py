@@ -84,6 +84,53 @@ def test_a_lost_connection_keeps_the_turn_and_the_next_command_stores_it_once(se
     assert [type(e) for e in said] == ([events.Flushed] if where == "before" else [])
 
 
+ADDER = """
+import sys
+from pathlib import Path
+from chatcli.spool import Spool
+from tests.durable import exchange_record
+spool = Spool(Path(sys.argv[1]))
+seq = spool.add(sys.argv[2], "message_store:", exchange_record(sys.argv[3], sys.argv[3]))
+if sys.argv[4] == "gave-up":
+    spool.release(seq)  # what a command does when Redis does not take its turn
+print("added", flush=True)
+if sys.argv[4] != "crashed":
+    sys.stdin.read()  # alive until the test closes stdin
+"""
+
+
+def test_a_flush_tells_of_the_turns_that_waited_not_of_those_another_command_is_sending(server, tmp_path):
+    """Every turn goes through the spool on its way to Redis. A command that sends another live command's turn
+    first (it was about to send it itself) says nothing of it; a turn that waited (its command gave up on
+    Redis, or died) is told of, by whoever sends it."""
+    home = tmp_path / "home"
+    root = str(Path(__file__).resolve().parent.parent)
+    adders = []
+    for name, how in (("sending", "sending"), ("waited", "gave-up"), ("crashed", "crashed")):
+        adder = subprocess.Popen(
+            [sys.executable, "-c", ADDER, str(home), server.url, name, how],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": root},
+        )
+        assert adder.stdout is not None and adder.stdout.readline() == "added\n"
+        adders.append(adder)
+    adders[-1].wait()  # the crashed one is gone
+    layer, _store, said = layered(server.url, home)
+    # this process's own turn, left in the spool by a Ctrl-C before it gave up on Redis: it waited
+    layer.spool.add(server.url, "message_store:", exchange_record("interrupted", "interrupted"))
+    try:
+        assert layer.save_turn(exchange_record("mine", "mine")) is True
+    finally:
+        for adder in adders:
+            adder.communicate("")
+    for session in ("sending", "waited", "crashed", "interrupted", "mine"):
+        assert stored_turns(server.client(), session) == [session, session]
+    assert [(e.turns, e.messages) for e in said if isinstance(e, events.Flushed)] == [(3, 6)]
+    assert layer.spool.rows() == []
+
+
 def test_a_flush_stopped_by_ctrl_c_halfway_stores_every_turn_once(server, tmp_path):
     """Ctrl-C after Redis took the first batch but before the spool heard of it: the next flush sends the
     whole spool again and Redis stores each turn once."""
