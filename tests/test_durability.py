@@ -131,6 +131,30 @@ def test_a_flush_tells_of_the_turns_that_waited_not_of_those_another_command_is_
     assert layer.spool.rows() == []
 
 
+def test_a_spool_an_older_chatcli_wrote_gains_the_owner_column_and_is_sent(server, tmp_path):
+    import sqlite3
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    old = sqlite3.connect(home / "spool.db")
+    old.executescript(
+        "CREATE TABLE turns (seq INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, prefix TEXT NOT NULL,"
+        " session TEXT NOT NULL, turn TEXT NOT NULL, record TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',"
+        " reason TEXT, added REAL NOT NULL, UNIQUE (target, prefix, turn));"
+    )
+    old.execute(
+        "INSERT INTO turns (target, prefix, session, turn, record, added) VALUES (?, ?, ?, ?, ?, 0)",
+        (server.url, "message_store:", "old", "t0", exchange_record("old", "t0").to_json()),
+    )
+    old.commit()
+    old.close()
+    layer, _store, said = layered(server.url, home)
+    assert layer.save_turn(exchange_record("new", "t1")) is True
+    assert stored_turns(server.client(), "old") == ["t0", "t0"]
+    assert [(e.turns, e.messages) for e in said if isinstance(e, events.Flushed)] == [(1, 2)]
+    assert layer.spool.rows() == []
+
+
 def test_a_flush_stopped_by_ctrl_c_halfway_stores_every_turn_once(server, tmp_path):
     """Ctrl-C after Redis took the first batch but before the spool heard of it: the next flush sends the
     whole spool again and Redis stores each turn once."""
