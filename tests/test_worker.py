@@ -66,6 +66,9 @@ def long_answer_in_the_worker(wenv, model, session: str, delay: float) -> Any:
         stdin=subprocess.DEVNULL,
         env=wenv,
         bufsize=0,  # unbuffered: read(4) takes 4 bytes, and communicate() gets all the rest
+        # a job of its own, as a shell makes it: the kernel drops a Ctrl-Z sent to an orphaned process group
+        # (one whose parents are all in it or in another session: pytest run by setsid, say)
+        process_group=0,
     )
 
 
