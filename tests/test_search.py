@@ -260,6 +260,7 @@ def test_long_sessions_are_read_in_slices_without_missing_or_repeating(cli, mode
     monkeypatch.setattr(search, "LUA_CHUNK", 5)
     monkeypatch.setattr(search, "SLICE_BYTES", 300)
     monkeypatch.setattr(search, "ROUND_BYTES", 1000)
+    monkeypatch.setattr(search, "ROUND_BYTES_HERE", 1000)
     rdb.rpush("message_store:long", *[lc("human", f"line {i} {'needle' if i % 5 == 0 else 'hay'}") for i in range(60)])
     rdb.zadd(INDEX, {"long": time.time()})
     for side in ["here", "redis"]:
@@ -307,6 +308,7 @@ def test_a_search_stopped_early_leaves_no_reader_behind(rdb, monkeypatch):
     from chatcli.store import SessionStore
 
     monkeypatch.setattr(search_module, "ROUND_BYTES", 1)  # a session a round trip: many rounds wait to be read
+    monkeypatch.setattr(search_module, "ROUND_BYTES_HERE", 1)
     for i in range(30):
         rdb.rpush(f"message_store:s{i}", lc("human", f"needle {i}"))
         rdb.zadd(INDEX, {f"s{i}": i})
@@ -340,6 +342,7 @@ def test_a_session_written_to_during_a_search_is_still_searched_once(rdb, monkey
     from chatcli.store import SessionStore
 
     monkeypatch.setattr(search_module, "ROUND_BYTES", 1)  # a session a round trip
+    monkeypatch.setattr(search_module, "ROUND_BYTES_HERE", 1)
     monkeypatch.setattr(search_module, "AHEAD", 1)
     monkeypatch.setattr(search_module, "PAGE", 2)  # the index is read as the search goes
     for i in range(20):
