@@ -105,10 +105,19 @@ class Spool:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
-                db.executescript(_SCHEMA)
-                if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
-                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
-                        db.execute("ALTER TABLE turns ADD COLUMN owner INTEGER")
+                try:
+                    db.executescript(_SCHEMA)
+                    if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
+                        try:
+                            db.execute("ALTER TABLE turns ADD COLUMN owner INTEGER")
+                        except sqlite3.OperationalError as exc:
+                            # another process added it first; anything else (locked, disk full) must not leave
+                            # this process with a connection to a table its INSERTs do not fit: retried next time
+                            if "duplicate column" not in str(exc):
+                                raise
+                except BaseException:
+                    db.close()
+                    raise
             finally:
                 os.umask(old_umask)
         except (OSError, sqlite3.Error) as exc:
@@ -176,12 +185,15 @@ class Spool:
         sends nothing that waited (it is no news to anyone that they reached Redis)."""
         if not seqs:
             return set()
-        with self._lock:
-            owned = self._connect().execute(
-                f"SELECT seq, owner FROM turns WHERE owner IS NOT NULL AND seq IN ({','.join('?' * len(seqs))})",
-                seqs,
-            )
-            return {int(seq) for seq, owner in owned.fetchall() if owner != os.getpid() and _alive(int(owner))}
+        try:
+            with self._lock:
+                owned = self._connect().execute(
+                    f"SELECT seq, owner FROM turns WHERE owner IS NOT NULL AND seq IN ({','.join('?' * len(seqs))})",
+                    seqs,
+                ).fetchall()
+        except (sqlite3.Error, SpoolError):  # only a notice depends on it: never stop a flush for it
+            return set()
+        return {int(seq) for seq, owner in owned if owner != os.getpid() and _alive(int(owner))}
 
     def done(self, seqs: list[int]) -> None:
         """Redis has these turns: forget them (one transaction)."""
