@@ -188,12 +188,12 @@ class Spool:
         try:
             with self._lock:
                 owned = self._connect().execute(
-                    f"SELECT seq, owner FROM turns WHERE owner IS NOT NULL AND seq IN ({','.join('?' * len(seqs))})",
+                    f"SELECT seq, owner, added FROM turns WHERE owner IS NOT NULL AND seq IN ({','.join('?' * len(seqs))})",
                     seqs,
                 ).fetchall()
         except (sqlite3.Error, SpoolError):  # only a notice depends on it: never stop a flush for it
             return set()
-        return {int(seq) for seq, owner in owned if owner != os.getpid() and _alive(int(owner))}
+        return {int(seq) for seq, owner, added in owned if owner != os.getpid() and _alive(int(owner), added)}
 
     def done(self, seqs: list[int]) -> None:
         """Redis has these turns: forget them (one transaction)."""
@@ -365,14 +365,28 @@ def _legacy_record(line: bytes, turn: str) -> tuple[str, str, str, str, str, str
     return target, prefix, session, converted, "pending", None
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, added: float) -> bool:
+    """Whether the process that added a row at `added` (its owner) still runs: a process with its pid that
+    started later (the pid reused after a crash or a reboot), or that is another user's (this user's spool is
+    0600 in a 0700 directory), is not it."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:  # alive, another user's (a pid reused since)
-        return True
-    return True
+    started = _started(pid)
+    return started is None or started <= added + 2.0  # /proc/stat's btime is whole seconds
+
+
+def _started(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds), where /proc tells (Linux); None elsewhere."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+        for line in Path("/proc/stat").read_bytes().splitlines():
+            if line.startswith(b"btime "):
+                return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -39,3 +39,38 @@ def test_a_migration_that_found_the_spool_locked_is_tried_again(tmp_path, monkey
     seq = spool.add("t", "p", record("t2"))
     assert spool.in_flight([seq]) == set()
     assert [r.turn for r in spool.rows()] == ["t2"]
+
+
+def test_a_pid_reused_since_the_turn_was_added_is_not_its_owner(tmp_path):
+    """The owner of a row died without releasing it (kill -9, power cut, reboot); its pid now belongs to another
+    process, started after the row was added. The turn waited: a flush must tell of it."""
+    import subprocess
+    import time
+
+    home = tmp_path / "home"
+    spool = Spool(home)
+    seq = spool.add("t", "p", record("t1"))
+    newcomer = subprocess.Popen(["sleep", "30"])  # stands for whatever got the dead owner's pid
+    try:
+        with sqlite3.connect(home / "spool.db") as db:
+            # added 10 s before the newcomer started (a sleep would do, slowly)
+            db.execute("UPDATE turns SET owner = ?, added = ? WHERE seq = ?", (newcomer.pid, time.time() - 10, seq))
+        assert spool.in_flight([seq]) == set()
+    finally:
+        newcomer.kill()
+        newcomer.wait()
+
+
+def test_a_pid_of_another_user_is_not_the_owner(tmp_path, monkeypatch):
+    """spool.db is 0600 in a 0700 directory: a process of another user cannot have added a row to it."""
+    home = tmp_path / "home"
+    spool = Spool(home)
+    seq = spool.add("t", "p", record("t1"))
+    with sqlite3.connect(home / "spool.db") as db:
+        db.execute("UPDATE turns SET owner = 1 WHERE seq = ?", (seq,))
+
+    def kill(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(spool_module.os, "kill", kill)
+    assert spool.in_flight([seq]) == set()
