@@ -187,10 +187,9 @@ class Spool:
             return set()
         try:
             with self._lock:
-                owned = self._connect().execute(
-                    f"SELECT seq, owner, added FROM turns WHERE owner IS NOT NULL AND seq IN ({','.join('?' * len(seqs))})",
-                    seqs,
-                ).fetchall()
+                marks = ",".join("?" * len(seqs))
+                query = f"SELECT seq, owner, added FROM turns WHERE owner IS NOT NULL AND seq IN ({marks})"
+                owned = self._connect().execute(query, seqs).fetchall()
         except (sqlite3.Error, SpoolError):  # only a notice depends on it: never stop a flush for it
             return set()
         return {int(seq) for seq, owner, added in owned if owner != os.getpid() and _alive(int(owner), added)}

@@ -1,10 +1,41 @@
-import json, random
-import pytest
-from chatcli.search import FILTER_SLICE, keep_indexes
-from chatcli.matching import parse_query, match_spans, searchable_text
+import json
+import random
 
-VOC = ["Redis", "REDIS", "k8s", "K8S", "\u212aelvin", "\u0130d", "ÄÖÜ", "äöü", "straße", "STRASSE", "x/y", "a\\b",
-       "\\u212A", "Ǆ", "ǅ", "ß", "ſ", "µ", "Σ", "ς", "ﬁ", "\u00ff", "\u0178", "\u212b", "2\u212a", "0x1F", "İ"]
+import pytest
+
+from chatcli.matching import match_spans, parse_query, searchable_text
+from chatcli.search import FILTER_SLICE, keep_indexes
+
+VOC = [
+    "Redis",
+    "REDIS",
+    "k8s",
+    "K8S",
+    "\u212aelvin",
+    "\u0130d",
+    "ÄÖÜ",
+    "äöü",
+    "straße",
+    "STRASSE",
+    "x/y",
+    "a\\b",
+    "\\u212A",
+    "Ǆ",
+    "ǅ",
+    "ß",
+    "ſ",
+    "µ",
+    "Σ",
+    "ς",
+    "ﬁ",
+    "\u00ff",
+    "\u0178",
+    "\u212b",
+    "2\u212a",
+    "0x1F",
+    "İ",
+]
+
 
 def elem(rng):
     content = rng.choice([" ", "\n"]).join(rng.choice(VOC) for _ in range(rng.randint(0, 5)))
@@ -13,7 +44,10 @@ def elem(rng):
         raw = raw.replace("\\u212a", "\\u212A")
     return raw.encode()
 
-@pytest.mark.parametrize("query", ["redis", "k8s", "kelvin", "i", "id", "strasse", "straße", "äöü", "x", "2k", "0x1f", "s", "fi", "µ"])
+
+@pytest.mark.parametrize(
+    "query", ["redis", "k8s", "kelvin", "i", "id", "strasse", "straße", "äöü", "x", "2k", "0x1f", "s", "fi", "µ"]
+)
 def test_same(rdb, query):
     rng = random.Random(query)
     items = [elem(rng) for _ in range(400)]
@@ -31,9 +65,11 @@ def test_same(rdb, query):
 
 def test_round_mapping_across_sessions(rdb, monkeypatch):
     import time
+
     from chatcli import search
-    from chatcli.store import SessionStore
     from chatcli.search import Search
+    from chatcli.store import SessionStore
+
     monkeypatch.setattr(search, "SLICE_ELEMENTS", 7)
     rng = random.Random(5)
     truth = {}
@@ -41,7 +77,10 @@ def test_round_mapping_across_sessions(rdb, monkeypatch):
     for s in range(12):
         sid = f"s{s}"
         n = rng.choice([0, 1, 3, 7, 8, 20, 33])
-        items = [json.dumps({"type": "human", "data": {"content": rng.choice(["needle", "hay", "NEEDLE x", "k"]) + f" {i}"}}) for i in range(n)]
+        items = [
+            json.dumps({"type": "human", "data": {"content": rng.choice(["needle", "hay", "NEEDLE x", "k"]) + f" {i}"}})
+            for i in range(n)
+        ]
         if n:
             rdb.rpush(f"message_store:{sid}", *items)
         rdb.zadd("chatcli:index:{message_store:}", {sid: now - s})
@@ -50,7 +89,10 @@ def test_round_mapping_across_sessions(rdb, monkeypatch):
     rdb.zadd("chatcli:index:{message_store:}", {"wrong": now - 5.5})
     expect = [h for s in range(12) for h in truth[f"s{s}"]]
     for side in ["here", "redis"]:
-        got = [(h.session, h.position) for h in Search(SessionStore(rdb, where="x"), parse_query("needle"), side=side).hits()]
+        got = [
+            (h.session, h.position)
+            for h in Search(SessionStore(rdb, where="x"), parse_query("needle"), side=side).hits()
+        ]
         assert sorted(got) == sorted(expect), side
         assert len(got) == len(set(got))
         for sid in truth:

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import redis
 
-from chatcli.errors import StorageError, StorageUnavailable
+from chatcli.errors import StorageError
 from chatcli.store import SessionStore
 from tests.conftest import start_redis
 from tests.durable import exchange_record, layered
@@ -41,13 +40,16 @@ def server(tmp_path):
 
 def test_a_turn_that_failed_otherwise_is_released_too(server, tmp_path):
     home = tmp_path / "home"
-    layer, store, _said = layered(server.url, home, store_class=RefusingStore)
+    layer, _store, _said = layered(server.url, home, store_class=RefusingStore)
     with pytest.raises(StorageError):
         layer.save_turn(exchange_record("s", "t1"))
     [row] = layer.spool.rows()
     root = str(Path(__file__).resolve().parent.parent)
     other = subprocess.run(
         [sys.executable, "-c", ASK, str(home), str(row.seq)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root}, check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root},
+        check=True,
     )
     assert other.stdout.strip() == "[]", "another command sending it would not tell of a turn that waited"
