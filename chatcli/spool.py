@@ -105,10 +105,19 @@ class Spool:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
-                db.executescript(_SCHEMA)
-                if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
-                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
-                        db.execute("ALTER TABLE turns ADD COLUMN owner INTEGER")
+                try:
+                    db.executescript(_SCHEMA)
+                    if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
+                        try:
+                            db.execute("ALTER TABLE turns ADD COLUMN owner INTEGER")
+                        except sqlite3.OperationalError as exc:
+                            # another process added it first; anything else (locked, disk full) must not leave
+                            # this process with a connection to a table its INSERTs do not fit: retried next time
+                            if "duplicate column" not in str(exc):
+                                raise
+                except BaseException:
+                    db.close()
+                    raise
             finally:
                 os.umask(old_umask)
         except (OSError, sqlite3.Error) as exc:
@@ -176,12 +185,14 @@ class Spool:
         sends nothing that waited (it is no news to anyone that they reached Redis)."""
         if not seqs:
             return set()
-        with self._lock:
-            owned = self._connect().execute(
-                f"SELECT seq, owner FROM turns WHERE owner IS NOT NULL AND seq IN ({','.join('?' * len(seqs))})",
-                seqs,
-            )
-            return {int(seq) for seq, owner in owned.fetchall() if owner != os.getpid() and _alive(int(owner))}
+        try:
+            with self._lock:
+                marks = ",".join("?" * len(seqs))
+                query = f"SELECT seq, owner, added FROM turns WHERE owner IS NOT NULL AND seq IN ({marks})"
+                owned = self._connect().execute(query, seqs).fetchall()
+        except (sqlite3.Error, SpoolError):  # only a notice depends on it: never stop a flush for it
+            return set()
+        return {int(seq) for seq, owner, added in owned if owner != os.getpid() and _alive(int(owner), added)}
 
     def done(self, seqs: list[int]) -> None:
         """Redis has these turns: forget them (one transaction)."""
@@ -353,14 +364,28 @@ def _legacy_record(line: bytes, turn: str) -> tuple[str, str, str, str, str, str
     return target, prefix, session, converted, "pending", None
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, added: float) -> bool:
+    """Whether the process that added a row at `added` (its owner) still runs: a process with its pid that
+    started later (the pid reused after a crash or a reboot), or that is another user's (this user's spool is
+    0600 in a 0700 directory), is not it."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:  # alive, another user's (a pid reused since)
-        return True
-    return True
+    started = _started(pid)
+    return started is None or started <= added + 2.0  # /proc/stat's btime is whole seconds
+
+
+def _started(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds), where /proc tells (Linux); None elsewhere."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+        for line in Path("/proc/stat").read_bytes().splitlines():
+            if line.startswith(b"btime "):
+                return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -137,6 +137,10 @@ class SpooledStore:
         except StorageUnavailable:
             self._spooled(seq)
             return False
+        except BaseException:  # refused credentials, an error answer, a full disk, Ctrl-C: the turn waits too
+            with contextlib.suppress(SpoolError):
+                self.spool.release(seq)
+            raise
         if self.spool.row(seq) is not None:  # Redis answered but cannot take it now (out of memory, read-only...)
             self._spooled(seq)
             return False
