@@ -180,6 +180,7 @@ class _Slice:
     updated: float | None
     indexed: bool
     left: int = 0  # elements still to read, counted from the tail; 0 before the first slice
+    number: int = 0  # the session's place in the search (1 is the first searched)
 
 
 @dataclass
@@ -298,7 +299,8 @@ class Search:
 
     # -- reading --
     def hits(self) -> Iterator[Hit]:
-        """Hits as they are found: sessions newest activity first, each newest message first.
+        """Hits as they are found: sessions newest activity first, each newest message first (the hits of a
+        session read beside a long one's first slice wait until the long one has ended).
 
         A thread reads ahead (at most AHEAD rounds, so memory stays bounded) while this one filters and
         judges: Redis answers the next round while Python looks at the last one."""
@@ -327,6 +329,10 @@ class Search:
             except BaseException as exc:  # handed to the reader of the hits, raised there
                 hand_over(exc)
 
+        # a long session is read in several slices, and the sessions read beside its first one have their hits
+        # first: those are held (by session, in search order) until every session before theirs has ended
+        held: dict[int, list[Hit]] = {}
+        ended: set[int] = set()
         reader = threading.Thread(target=read, name="chatcli-search-read", daemon=True)
         reader.start()
         try:
@@ -339,7 +345,17 @@ class Search:
                 for (part, read_), flat in zip(round_, self._candidates(round_), strict=True):
                     self.stats.messages += read_.count
                     self.stats.bytes_read += read_.used
-                    yield from self._judge(part, flat)
+                    held.setdefault(part.number, []).extend(self._judge(part, flat))
+                    if read_.left == 0:
+                        ended.add(part.number)
+                    while held:  # the first session's hits go now; a later one's wait until it is the first
+                        first = next(iter(held))
+                        hits, held[first] = held[first], []
+                        yield from hits
+                        if first not in ended:
+                            break
+                        del held[first]
+                        ended.discard(first)
                 self.on_progress(self.stats)
         finally:
             stop.set()
@@ -362,31 +378,35 @@ class Search:
         return out
 
     def _rounds(self) -> Iterator[list[tuple[_Slice, _Read]]]:
-        """Round trips of slices: as many sessions as fit in ROUND_BYTES (as far as the last round tells), the
-        rest of a long session before the next session."""
+        """Round trips of slices: as many sessions as fit in ROUND_BYTES (as far as the last round tells); the
+        rest of the long sessions among them before any next session, so the hits held back meanwhile (see
+        hits) are at most one round's."""
         pending: list[_Slice] = []
+        again: list[_Slice] = []
         sessions = self.sessions()
         per_slice = 64 * 1024.0  # a guess of what one slice reads, refined as slices come back
         exhausted = False
         while True:
-            want = max(1, int((ROUND_BYTES if self.side == "redis" else ROUND_BYTES_HERE) // per_slice))
-            while len(pending) < want and not exhausted:
-                nxt = next(sessions, None)
-                if nxt is None:
-                    exhausted = True
-                else:
-                    pending.append(nxt)
-                    self.stats.sessions += 1
-            if not pending:
-                return
-            batch, pending = pending[:want], pending[want:]
+            if again:
+                batch, again = again, []
+            else:
+                want = max(1, int((ROUND_BYTES if self.side == "redis" else ROUND_BYTES_HERE) // per_slice))
+                while len(pending) < want and not exhausted:
+                    nxt = next(sessions, None)
+                    if nxt is None:
+                        exhausted = True
+                    else:
+                        self.stats.sessions += 1
+                        nxt.number = self.stats.sessions
+                        pending.append(nxt)
+                if not pending:
+                    return
+                batch, pending = pending[:want], pending[want:]
             reads = self._round_in_redis(batch) if self.side == "redis" else self._round_here(batch)
             self.stats.round_trips += 1
-            again = []
             for part, read_ in zip(batch, reads, strict=True):
                 if read_.left > 0:
-                    again.append(_Slice(part.session, part.updated, part.indexed, read_.left))
-            pending = again + pending  # a long session goes on before the next session starts
+                    again.append(_Slice(part.session, part.updated, part.indexed, read_.left, part.number))
             per_slice = max(1024.0, sum(r.used for r in reads) / len(batch))
             yield list(zip(batch, reads, strict=True))
 

@@ -259,16 +259,20 @@ def test_long_sessions_are_read_in_slices_without_missing_or_repeating(cli, mode
     monkeypatch.setattr(search, "SLICE_ELEMENTS", 7)
     monkeypatch.setattr(search, "LUA_CHUNK", 5)
     monkeypatch.setattr(search, "SLICE_BYTES", 300)
-    monkeypatch.setattr(search, "ROUND_BYTES", 1000)
-    monkeypatch.setattr(search, "ROUND_BYTES_HERE", 1000)
+    monkeypatch.setattr(search, "ROUND_BYTES", 10**6)  # both sessions in the first round
+    monkeypatch.setattr(search, "ROUND_BYTES_HERE", 10**6)
     rdb.rpush("message_store:long", *[lc("human", f"line {i} {'needle' if i % 5 == 0 else 'hay'}") for i in range(60)])
-    rdb.zadd(INDEX, {"long": time.time()})
+    rdb.rpush("message_store:short", lc("human", "a needle too"))  # older: read beside the long one's first slice
+    rdb.zadd(INDEX, {"long": time.time(), "short": time.time() - 60})
     for side in ["here", "redis"]:
         doc = search_json(cli, "needle", "--filter", side, "--limit", "0")
-        # rpush: element 0 is the newest, "line 0", message number 60
-        assert [h["message"] for h in doc["hits"]] == [60 - i for i in range(0, 60, 5)], side
-        assert doc["stats"]["round_trips"] > 3 and doc["stats"]["messages"] == 60
-        stored = rdb.lrange("message_store:long", 0, -1)
+        # rpush: element 0 is the newest, "line 0", message number 60; the older session's hit comes after all
+        assert [(h["session"], h["message"]) for h in doc["hits"]] == [
+            *(("long", 60 - i) for i in range(0, 60, 5)),
+            ("short", 1),
+        ], side
+        assert doc["stats"]["round_trips"] > 3 and doc["stats"]["messages"] == 61
+        stored = rdb.lrange("message_store:long", 0, -1) + rdb.lrange("message_store:short", 0, -1)
         moved = sum(map(len, stored)) if side == "here" else sum(len(x) for x in stored if b"needle" in x)
         assert doc["stats"]["bytes_received"] == moved  # what came over the wire: every element, or the hits
 
