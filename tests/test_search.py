@@ -173,8 +173,9 @@ def test_hits_come_newest_session_first_each_newest_message_first(cli, sessions,
     assert [first["snippet"][s:e] for s, e in first["highlights"]] == ["fox", "quick"]
     assert first["continue"] == "chatcli chat -s new" and first["id"].endswith("-1")
     assert doc["stats"]["filter"] == side and doc["stats"]["sessions"] == 3
-    # another program's session only with --all, after the indexed ones
-    assert found(cli, "quick fox", "--all", "--filter", side)[-1] == ("lc-app", 2, "assistant")
+    # another program's session only with --all, after the indexed ones, and said to be unindexed
+    every = search_json(cli, "quick fox", "--all", "--filter", side)["hits"]
+    assert [(h["session"], h["message"], h["indexed"]) for h in every[-2:]] == [("old", 1, True), ("lc-app", 2, False)]
 
 
 @pytest.mark.any_redis
@@ -235,6 +236,12 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(cli, sessions, args
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert sorted(sessions.keys("*")) == before
+
+
+def test_nothing_stored_is_no_hit_and_no_error(cli, redis_url):
+    result = cli("search", "fox")
+    assert result.exit_code == 0, result.stderr
+    assert "no messages match (0 messages in 0 sessions" in result.stderr and result.stdout == ""
 
 
 def test_an_unknown_session_is_not_found(cli, sessions):
