@@ -125,18 +125,24 @@ def _each_holding(joined: bytes, starts: list[int], pattern: Any) -> Iterator[in
 
 def keep_indexes(items: list[bytes], words: list[str]) -> list[int]:
     """FILTER_SLICE's test, here: the elements whose raw bytes, ASCII case aside, hold every word, and those
-    holding U+212A or U+0130. A superset of the hits: never a hit left out.
+    holding U+212A or U+0130. A superset of the hits: never a hit left out."""
+    return _keep_and_size(items, words)[0]
+
+
+def _keep_and_size(items: list[bytes], words: list[str]) -> tuple[list[int], int]:
+    """keep_indexes, and the elements' size in bytes (from their join: no pass of its own).
 
     The searches run with the GIL released (the `regex` module's concurrent mode) on the raw bytes, with no
     lower-cased copy: the thread reading ahead parses Redis's next replies meanwhile."""
-    if not words:
-        return list(range(len(items)))
+    if not words or not items:
+        return list(range(len(items))), sum(map(len, items))
     joined = b"\n".join(items)
+    size = len(joined) - len(items) + 1
     escaped = joined.find(b"\\") >= 0  # one memchr: most chunks have no escape at all
     odd = _ODD[:2] * escaped + _ODD[2:] * (not joined.isascii())
     first = _pattern(words[0].encode())
     if first.search(joined, concurrent=True) is None and not (odd and _pattern(*odd).search(joined, concurrent=True)):
-        return []  # the common case of a rare word: no element to place
+        return [], size  # the common case of a rare word: no element to place
     starts = list(itertools.accumulate((len(item) + 1 for item in items[:-1]), initial=0))
     found: dict[int, int] = {}
     for w, word in enumerate(words):
@@ -146,7 +152,7 @@ def keep_indexes(items: list[bytes], words: list[str]) -> list[int]:
     keep = {i for i, n in found.items() if n == len(words)}
     if odd:
         keep.update(_each_holding(joined, starts, _pattern(*odd)))
-    return sorted(keep)
+    return sorted(keep), size
 
 
 # -- the search ---------------------------------------------------------------------------------------------
@@ -181,16 +187,25 @@ class _Slice:
     indexed: bool
     left: int = 0  # elements still to read, counted from the tail; 0 before the first slice
     number: int = 0  # the session's place in the search (1 is the first searched)
+    # filtering here: the first slice of a session that may be longer, read but not yet numbered (its length is
+    # asked next), and whether a first slice is read with the list's length (when that check failed)
+    held: list[bytes] | None = None
+    with_length: bool = False
+
+    def then(self, left: int = 0, held: list[bytes] | None = None, with_length: bool = False) -> _Slice:
+        """The session's next slice."""
+        return _Slice(self.session, self.updated, self.indexed, left, self.number, held, with_length)
 
 
 @dataclass
 class _Read:
-    """What one slice read: elements left to read (from the tail), elements and bytes read, and either the
-    candidates Redis filtered (flat: number, element, ...) or every element read, to filter here."""
+    """What one slice read: the slice to read next in its session (None: the session is done), the elements
+    read, and either the candidates Redis filtered (flat: number, element, ...; with the bytes Redis read) or
+    the elements to filter here."""
 
-    left: int
+    next: _Slice | None
     count: int
-    used: int
+    used: int = 0
     flat: list[Any] | None = None
     items: list[bytes] = field(default_factory=list)
     newest: int = 0  # the number of items[0], counted from the oldest
@@ -228,6 +243,7 @@ class Search:
         self.stats = Stats()
         self.words = query.filter_words()
         self._sha: str | None = None
+        self._element_bytes = 600.0  # an element's size, as the filter here last saw it (sizes the rounds)
 
     def total(self) -> int | None:
         """How many sessions the search goes through (None when unindexed ones are included: not known yet)."""
@@ -344,9 +360,8 @@ class Search:
                     raise round_
                 for (part, read_), flat in zip(round_, self._candidates(round_), strict=True):
                     self.stats.messages += read_.count
-                    self.stats.bytes_read += read_.used
                     held.setdefault(part.number, []).extend(self._judge(part, flat))
-                    if read_.left == 0:
+                    if read_.next is None:
                         ended.add(part.number)
                     while held:  # the first session's hits go now; a later one's wait until it is the first
                         first = next(iter(held))
@@ -364,7 +379,11 @@ class Search:
         """Each read's candidates (flat: number, element, ...): as Redis filtered them, or filtered here, every
         element of the round at once (one long search with the GIL released rather than one per session)."""
         items = [item for _, read_ in round_ if read_.flat is None for item in read_.items]
-        kept = keep_indexes(items, self.words) if items else []
+        kept, size = _keep_and_size(items, self.words)
+        self.stats.bytes_read += size + sum(read_.used for _, read_ in round_)
+        self.stats.bytes_received += size
+        if items:
+            self._element_bytes = max(1.0, size / len(items))
         out: list[list[Any]] = []
         at = 0  # the round's index of this read's first element
         for _, read_ in round_:
@@ -404,10 +423,12 @@ class Search:
                 batch, pending = pending[:want], pending[want:]
             reads = self._round_in_redis(batch) if self.side == "redis" else self._round_here(batch)
             self.stats.round_trips += 1
-            for part, read_ in zip(batch, reads, strict=True):
-                if read_.left > 0:
-                    again.append(_Slice(part.session, part.updated, part.indexed, read_.left, part.number))
-            per_slice = max(1024.0, sum(r.used for r in reads) / len(batch))
+            again = [read_.next for read_ in reads if read_.next is not None]
+            if self.side == "redis":
+                per_slice = max(1024.0, sum(r.used for r in reads) / len(batch))
+            else:  # what came back, in elements; their size is what the filter last saw (_candidates)
+                held = sum(len(part.held or ()) for part in again)
+                per_slice = max(1024.0, (sum(r.count for r in reads) + held) * self._element_bytes / len(batch))
             yield list(zip(batch, reads, strict=True))
 
     def _round_in_redis(self, batch: list[_Slice]) -> list[_Read]:
@@ -436,44 +457,61 @@ class Search:
             return results
 
         out = []
-        for result in self.store.run(execute):
-            result = self._checked(result, [0, 0, 0])
-            self.stats.bytes_received += sum(map(len, result[4::2]))
-            out.append(_Read(int(result[0]), int(result[1]), int(result[2]), flat=list(result[3:])))
+        for part, result in zip(batch, self.store.run(execute), strict=True):
+            left, count, used, *flat = self._checked(result, [0, 0, 0])
+            self.stats.bytes_received += sum(map(len, flat[1::2]))
+            nxt = part.then(int(left)) if int(left) else None
+            out.append(_Read(nxt, int(count), int(used), flat=flat))
         return out
 
     def _round_here(self, batch: list[_Slice]) -> list[_Read]:
         """One pipelined round trip of plain LRANGEs, to be filtered here (keep_indexes) as Redis would.
-        A session's first slice is its newest SLICE_ELEMENTS messages (and LLEN); later slices count from the
-        tail, as the script does, so turns pushed meanwhile shift nothing."""
+
+        A session's first slice is its newest SLICE_ELEMENTS messages: fewer, and that is the whole list (one
+        LRANGE: nothing to number it by but itself). A full first slice may have more behind it: the next round
+        asks the list's length, with its head element to see that nothing was pushed meanwhile (else the first
+        slice is read again, with LLEN beside it). Later slices count from the tail, as the script does, so
+        turns pushed meanwhile shift nothing. No LLEN for the many sessions of one slice, no sizes summed here:
+        this thread's time is the search's (see hits)."""
 
         def execute() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for part in batch:
                 key = self.keys.session(part.session)
-                if part.left == 0:
-                    pipe.lrange(key, 0, SLICE_ELEMENTS - 1)
+                if part.held is not None:
                     pipe.llen(key)
+                    pipe.lindex(key, 0)
+                elif part.left == 0:
+                    pipe.lrange(key, 0, SLICE_ELEMENTS - 1)
+                    if part.with_length:
+                        pipe.llen(key)
                 else:
                     pipe.lrange(key, -part.left, min(-part.left + SLICE_ELEMENTS - 1, -1))
             return list(pipe.execute(raise_on_error=False))
 
-        results = self.store.run(execute)
+        results = iter(self.store.run(execute))
         out = []
-        at = 0
         for part in batch:
-            items = self._checked(results[at], [])
-            if part.left == 0:
-                total = int(self._checked(results[at + 1], 0))
-                at += 2
-                newest = total  # the number of the first item, counted from the oldest
+            then = part.then
+            if part.held is not None:
+                total, head = int(self._checked(next(results), 0)), self._checked(next(results), None)
+                if head != part.held[0] or total < len(part.held):  # pushed to (or cut) meanwhile: read again
+                    out.append(_Read(then(with_length=True), 0))
+                    continue
+                items, newest = part.held, total
+            elif part.left == 0:
+                items = self._checked(next(results), [])
+                if part.with_length:
+                    newest = int(self._checked(next(results), 0))
+                elif len(items) < SLICE_ELEMENTS:
+                    newest = len(items)  # the whole list
+                else:
+                    out.append(_Read(then(held=items), 0))  # numbered once its length is known
+                    continue
             else:
-                at += 1
-                newest = part.left
-            used = sum(map(len, items))
-            self.stats.bytes_received += used
-            left = max(0, newest - len(items)) if items else 0
-            out.append(_Read(left, len(items), used, items=items, newest=newest))
+                items, newest = self._checked(next(results), []), part.left
+            left = newest - len(items) if items else 0
+            out.append(_Read(then(left) if left > 0 else None, len(items), items=items, newest=newest))
         return out
 
     def _checked(self, result: Any, empty: Any) -> Any:

@@ -284,6 +284,34 @@ def test_long_sessions_are_read_in_slices_without_missing_or_repeating(cli, mode
         assert doc["stats"]["bytes_received"] == moved  # what came over the wire: every element, or the hits
 
 
+def test_a_turn_pushed_between_a_long_sessions_first_slice_and_its_length_shifts_nothing(rdb, monkeypatch):
+    """Filtering here, a full first slice is numbered by the list's length, asked the next round trip: a message
+    pushed in between is seen (the first slice is read again), and no message is found twice or misnumbered."""
+    from chatcli import search as search_module
+    from chatcli.store import SessionStore
+
+    monkeypatch.setattr(search_module, "SLICE_ELEMENTS", 4)
+    for sid, score in (("long", 1000.0), ("longer", 900.0)):
+        rdb.rpush(f"message_store:{sid}", *[lc("human", f"needle {i}") for i in range(10, 0, -1)])  # 1: oldest
+        rdb.zadd(INDEX, {sid: score})
+    search = Search(SessionStore(rdb), parse_query("needle"), side="here")
+    first_round = search._round_here
+
+    def round_then_push(batch):
+        reads = first_round(batch)
+        turn = search.stats.round_trips + 11
+        if turn <= 13:  # other machines' turns after each of the first three round trips
+            for sid in ("long", "longer"):
+                rdb.lpush(f"message_store:{sid}", lc("human", f"needle {turn}"))
+        return reads
+
+    search._round_here = round_then_push  # type: ignore[method-assign]
+    hits = [(h.session, h.position, h.snippet.text) for h in search.hits()]
+    # the third round trip read the first slices again with the lists' length: 12 messages then, numbered right;
+    # what came later (13) is newer than the search
+    assert hits == [(sid, n, f"needle {n}") for sid in ("long", "longer") for n in range(12, 0, -1)]
+
+
 def test_a_progress_line_goes_to_stderr_while_a_search_runs(cli, sessions):
     from chatcli.store import SessionStore
 
