@@ -72,8 +72,15 @@ def stderr_console() -> Any:
 
 
 def handle_errors(fn: F) -> F:
-    """The one place exceptions become a one-line message and an exit code (--traceback re-raises).
+    """The one place exceptions become a one-line message and an exit code (--traceback also prints the
+    traceback first: the exit code stays the one DESIGN.md assigns).
     render scrubs every error and notice of the secrets settings_for remembered."""
+
+    def traced() -> None:
+        if _state["traceback"]:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -82,13 +89,11 @@ def handle_errors(fn: F) -> F:
         except typer.Exit:
             raise
         except ChatcliError as exc:
-            if _state["traceback"]:
-                raise
+            traced()
             render.print_error(stderr_console(), str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt as exc:
-            if _state["traceback"]:
-                raise
+            traced()
             signum = getattr(exc, "signum", None)  # SIGTERM or SIGHUP during an answer (conversation.Terminated)
             render.print_notice(stderr_console(), "interrupted" if signum is None else f"ended by {exc}")
             raise typer.Exit(int(ExitCode.INTERRUPTED) if signum is None else 128 + signum) from None
@@ -98,8 +103,7 @@ def handle_errors(fn: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(0) from None
         except OSError as exc:
-            if _state["traceback"]:
-                raise
+            traced()
             where = f" {exc.filename}" if exc.filename else ""
             render.print_error(stderr_console(), f"cannot use{where}: {exc.strerror or exc}")
             raise typer.Exit(int(ExitCode.ERROR)) from None
@@ -223,7 +227,7 @@ def announce_session(session_id: str, resumed: bool = False) -> None:
 def main_callback(
     version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", is_eager=True)] = False,
     traceback: Annotated[
-        bool, typer.Option("--traceback", help="Show Python tracebacks instead of one-line errors.")
+        bool, typer.Option("--traceback", help="Show the Python traceback above an error's one line (same exit code).")
     ] = False,
 ) -> None:
     """A terminal chat assistant. Conversations live in Redis, in LangChain's RedisChatMessageHistory
@@ -542,8 +546,11 @@ def follow(
 @handle_errors
 def search(
     query: Annotated[
-        str,
-        typer.Argument(help='Words (every one must occur, in any case) and/or a "quoted phrase".', show_default=False),
+        list[str],
+        typer.Argument(
+            help='Words (every one must occur, in any case) and/or a "quoted phrase" (in single quotes for the shell).',
+            show_default=False,
+        ),
     ],
     session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session.")] = None,
     since: Annotated[
@@ -567,7 +574,7 @@ def search(
     from chatcli import search as searching
     from chatcli.matching import parse_query, parse_since
 
-    parsed = parse_query(utf8_text("the query", query))
+    parsed = parse_query(utf8_text("the query", " ".join(query)))
     cutoff = parse_since(since) if since is not None else None
     if where not in ("auto", *searching.SIDES):
         raise UsageError(f"--filter must be auto, here or redis, got {where!r}")
@@ -593,7 +600,7 @@ def _skipped_notice(count: int) -> None:
 @handle_errors
 def history_show(
     session_id: SessionArg,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"session", "messages"} as JSON.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"session", "header", "messages"} as JSON.')] = False,
     last: Annotated[int | None, typer.Option("--last", "-n", min=1, help="Only the last N messages.")] = None,
     redis_url: RedisUrl = None,
     reasoning: ShowReasoning = None,

@@ -185,6 +185,9 @@ def test_a_phrase_is_exact_words_are_all_required(cli, sessions):
     assert found(cli, '"quick fox"') == []  # no message has those words adjacent in that order
     assert found(cli, "lazy fox") == []  # both words in one message, not one in each
     assert {h[0] for h in found(cli, "lazy")} == {"mid"}
+    # words as separate arguments, as the shell splits `chatcli search quick fox`: the same as one argument
+    assert found(cli, "quick", "fox") == found(cli, "quick fox") != []
+    assert found(cli, "fox", '"fox and quick"') == found(cli, '"fox and quick"')
 
 
 @pytest.mark.any_redis
