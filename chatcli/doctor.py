@@ -97,6 +97,7 @@ def redis_check(settings: Settings) -> Check:
         except ChatcliError as exc:
             return Check(False, "redis", str(exc))
         version = server_version(conn.client)
+        version = f"Redis {version}" if version else None
     else:
         try:
             status = redis_server.embedded_status(settings.home)
@@ -114,7 +115,7 @@ def redis_check(settings: Settings) -> Check:
                 return Check(True, "redis", f"embedded server not running; starts on first use ({status.binary})")
             return Check(False, "redis", "no CHATCLI_REDIS_URL and no redis-server binary to run an embedded server")
         conn = redis_server.offline_connection(settings)  # its socket; never starts a server
-        version = status.version
+        version = str(status.version) if status.version else None  # "Redis 7.0.15", "Valkey 9.1.2"
     cluster = isinstance(conn.client, RedisCluster)
     shape = f"Redis Cluster, {len(conn.client.get_primaries())} primaries, " if cluster else ""
     try:
@@ -125,7 +126,7 @@ def redis_check(settings: Settings) -> Check:
         conn.client.close()
     if problem:
         return Check(False, "redis", f"{conn.where}: {problem}")
-    shown = f"Redis {version}" if version else "Redis (version not shown: this user may not run INFO)"
+    shown = version or "Redis (version not shown: this user may not run INFO)"
     return Check(True, "redis", f"{conn.where}: {shape}{shown}; a test turn was written and removed")
 
 

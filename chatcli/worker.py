@@ -233,7 +233,11 @@ def start_worker(home: Path) -> None:
     import subprocess
 
     env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
-    with contextlib.suppress(OSError), open(log_path(home), "ab") as log:
+    with (
+        contextlib.suppress(OSError),
+        open(os.open(log_path(home), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log,
+    ):
+        os.fchmod(log.fileno(), 0o600)  # one an older version made with the umask's mode too
         subprocess.Popen(
             [sys.executable, "-m", "chatcli.worker", str(home.absolute())],
             stdin=subprocess.DEVNULL,

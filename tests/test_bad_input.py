@@ -179,3 +179,11 @@ def test_a_session_with_a_malformed_element_goes_on_without_it(cli, model, rdb, 
         assert exported.exit_code == 0, exported.stderr
         assert skipped in exported.stderr and "Whats my name" in exported.stdout
     assert rdb.llen(key) == 7  # the bad element stays where it was: reading never drops data
+
+
+def test_traceback_shows_the_traceback_and_keeps_the_exit_code(cli, rdb):
+    plain = cli.run("history", "show", "nosuch")
+    traced = cli.run("--traceback", "history", "show", "nosuch")
+    assert plain.returncode == traced.returncode == 5
+    assert "Traceback" not in plain.stderr and plain.stderr.count("\n") == 1
+    assert "Traceback (most recent call last)" in traced.stderr and traced.stderr.endswith(plain.stderr)

@@ -239,6 +239,10 @@ def test_a_running_embedded_server_is_tested_like_any_redis(cli, model, monkeypa
             found["redis"].startswith("ok embedded server (")
             and "a test turn was written and removed" in found["redis"]
         )
+        server = embedded.info("server")
+        family = "Valkey" if "valkey_version" in server else "Redis"
+        version = server.get("valkey_version") or server["redis_version"]
+        assert f": {family} {version};" in found["redis"]  # named once ("Redis Redis 7.0.15" before)
         keys = json.loads(cli("sessions", "list", "--all", "--json").stdout)["sessions"]
         assert [s["id"] for s in keys] == ["e"]
     finally:

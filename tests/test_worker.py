@@ -76,6 +76,7 @@ def test_ask_starts_a_worker_then_runs_in_it_with_its_own_stdin_stdout_and_exit_
     first = chatcli(wenv, "ask", "-s", "w", "one")
     assert (first.returncode, first.stdout) == (0, "echo: one\n"), first.stderr
     assert "0 commands" in wait_for_worker(wenv)  # started by the first ask, which answered by itself
+    assert Path(wenv["CHATCLI_HOME"], "worker.log").stat().st_mode & 0o777 == 0o600  # the user's alone
 
     second = chatcli(wenv, "ask", "-s", "w", "two", input="piped text\n")
     assert (second.returncode, second.stdout) == (0, "echo: two\n\npiped text\n"), second.stderr
