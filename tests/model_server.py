@@ -646,7 +646,7 @@ class ModelServer:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local OpenAI-compatible test server")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port", type=int, default=0, help="the port (default: a free one, printed at start)")
     args = parser.parse_args(argv)
     # Ctrl-C (and SIGTERM) stop the server, even when started from a shell that ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
