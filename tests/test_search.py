@@ -364,6 +364,7 @@ def test_a_search_stopped_early_leaves_no_reader_behind(rdb, monkeypatch):
     for thread in [t for t in threading.enumerate() if t.name == "chatcli-search-read"]:
         thread.join(10)
         assert not thread.is_alive()
+    assert search.stats.round_trips <= 3 + search_module.AHEAD  # it stopped reading: not the other 25 sessions
 
 
 @pytest.mark.any_redis
