@@ -74,3 +74,18 @@ def test_a_pid_of_another_user_is_not_the_owner(tmp_path, monkeypatch):
 
     monkeypatch.setattr(spool_module.os, "kill", kill)
     assert spool.in_flight([seq]) == set()
+
+
+def test_the_spool_is_private_and_leaves_the_process_umask_alone(tmp_path):
+    import os
+    import stat
+
+    home = tmp_path / "home"
+    before = os.umask(0o022)
+    try:
+        Spool(home).add("t", "p", record("t1"))
+        assert os.umask(0o022) == 0o022  # what the rest of the command creates keeps the user's own mode
+    finally:
+        os.umask(before)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in home.iterdir() if p.name.startswith("spool.db")}
+    assert modes and set(modes.values()) == {0o600}, modes  # the database and its -wal/-shm files
